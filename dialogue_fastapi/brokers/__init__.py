@@ -1,0 +1,25 @@
+"""Brokers: chosen by URL (``memory://``, ``redis://``) or passed as an instance."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Broker, Presence, Published
+from .memory import MemoryBroker
+
+__all__ = ["Broker", "MemoryBroker", "Presence", "Published", "broker_from_config"]
+
+
+def broker_from_config(value: Any) -> Broker:
+    """``"memory://"`` -> MemoryBroker; ``"redis://..."`` -> RedisBroker; an instance as is."""
+    if value is None or value == "memory://":
+        return MemoryBroker()
+    if isinstance(value, str):
+        if value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                "the Redis broker is not built yet in this version; use broker='memory://'"
+            )
+        raise ValueError(f"unknown broker URL {value!r}: use 'memory://' or 'redis://host:6379/0'")
+    if isinstance(value, Broker):
+        return value
+    raise TypeError(f"broker must be a URL or a Broker, not {type(value).__name__}")

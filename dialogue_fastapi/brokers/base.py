@@ -1,0 +1,112 @@
+"""The Broker seam: positions, hot history, fan-out and presence for rooms.
+
+A broker assigns every event of a room its ``seq`` (strictly increasing by
+one, cluster-wide), keeps a bounded window of recent events (hot history used
+for recovery), and hands every event of a subscribed room to the node's sink,
+in seq order. Implementations: ``memory://`` (one process) and ``redis://``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from ..types import EventMessage, Position, PresenceEntry
+
+EventSink = Callable[[EventMessage], int]
+ControlSink = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """The outcome of a publish: the stored message, and whether it was a retry."""
+
+    message: EventMessage
+    duplicate: bool = False
+    recipients: int | None = None  # known when delivery happened in this call
+
+
+@runtime_checkable
+class Presence(Protocol):
+    """Who is where, cluster-wide: room membership with size limits, and users."""
+
+    async def join(self, room: str, entry: PresenceEntry, max_size: int | None) -> bool:
+        """Add the connection to the room; False (and no change) if at max_size."""
+        ...
+
+    async def leave(self, room: str, client_id: str) -> None:
+        """Remove the connection from the room (no error if absent)."""
+        ...
+
+    async def members(self, room: str) -> list[PresenceEntry]:
+        """Every connection in the room, on every node."""
+        ...
+
+    async def count(self, room: str) -> int:
+        """The cluster-wide number of connections in the room."""
+        ...
+
+    async def connect(self, entry: PresenceEntry) -> None:
+        """Record a live connection of a user."""
+        ...
+
+    async def disconnect(self, entry: PresenceEntry) -> None:
+        """Forget a connection (and remove it from every room)."""
+        ...
+
+    async def clients_of(self, user_id: str) -> list[str]:
+        """The client ids of a user's live connections, cluster-wide."""
+        ...
+
+
+@runtime_checkable
+class Broker(Protocol):
+    """Positions, hot history and fan-out of room events."""
+
+    @property
+    def presence(self) -> Presence:
+        """Cluster-wide presence and room sizes."""
+        ...
+
+    async def start(self, on_event: EventSink, on_control: ControlSink) -> None:
+        """Connect; deliver subscribed rooms' events to ``on_event``, control frames to ``on_control``."""
+        ...
+
+    async def stop(self) -> None:
+        """Disconnect and release every resource."""
+        ...
+
+    async def publish(self, message: EventMessage, window: int) -> Published:
+        """Assign the next seq, keep the newest ``window`` events, fan out."""
+        ...
+
+    async def subscribe(self, room: str) -> None:
+        """Start receiving the room's events on this node."""
+        ...
+
+    async def unsubscribe(self, room: str) -> None:
+        """Stop receiving the room's events on this node."""
+        ...
+
+    async def position(self, room: str) -> Position:
+        """The room's last seq and its epoch."""
+        ...
+
+    async def read(
+        self, room: str, after: int, *, partial: bool = False
+    ) -> list[EventMessage] | None:
+        """Every event with seq > after, or None if some left the window (unless partial)."""
+        ...
+
+    async def control(self, frame: dict[str, Any]) -> None:
+        """Send a control frame (room created/deleted, direct message...) to every node."""
+        ...
+
+    async def drop_room(self, room: str) -> None:
+        """Forget the room's seq, history and presence (its epoch changes)."""
+        ...
+
+    async def healthy(self) -> bool:
+        """True when publishing and receiving work."""
+        ...

@@ -1,0 +1,79 @@
+"""Client commands of protocol v1, parsed strictly (wrong types are BAD_REQUEST)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import BadRequest
+
+EventList = list[str] | Literal["*"]
+
+
+class _Command(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class Since(_Command):
+    seq: int = Field(ge=0)
+    epoch: str = Field(max_length=128)
+
+
+class RoomCommand(_Command):
+    room: str
+
+
+class JoinCommand(RoomCommand):
+    subscriptions: EventList | None = None
+    since: Since | None = None
+    history: int | None = Field(default=None, ge=0, le=1000)
+
+
+class SubscribeCommand(RoomCommand):
+    events: EventList
+
+
+class UnsubscribeCommand(RoomCommand):
+    events: list[str]
+
+
+class PublishCommand(RoomCommand):
+    event: str = Field(min_length=1, max_length=128)
+    data: Any = None
+    meta: dict[str, Any] | None = None
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=128)
+
+
+class HistoryCommand(RoomCommand):
+    event: str | None = None
+    limit: int = Field(default=50, ge=1, le=1000)
+    before: int | None = Field(default=None, ge=0)
+    after: int | None = Field(default=None, ge=0)
+
+
+class CreateRoomCommand(RoomCommand):
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    max_size: int | None = Field(default=None, ge=1)
+    events: list[str] | None = None
+
+
+class EmptyCommand(_Command):
+    pass
+
+
+def parse(model: type[_Command], frame: dict[str, Any]) -> Any:
+    """Validate a command's fields; errors name each bad field."""
+    try:
+        return model.model_validate(frame)
+    except ValidationError as exc:
+        details = [
+            {"loc": list(err["loc"]), "msg": err["msg"], "type": err["type"]}
+            for err in exc.errors(include_url=False, include_context=False)
+        ]
+        first = details[0]
+        field = ".".join(str(part) for part in first["loc"]) or "command"
+        raise BadRequest(
+            f"'{frame.get('op')}': field '{field}': {first['msg']}", details=details
+        ) from None

@@ -1,0 +1,204 @@
+"""Configuration: frozen pydantic models, validated once at startup."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .events import EventDefinition
+
+Channel = Literal["websocket", "sse", "webpush"]
+ROOM_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:@\-]+$")
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+
+
+def parse_duration(value: str | float | int) -> float:
+    """``"7d"``, ``"90s"``, ``"1.5h"`` or a number of seconds -> seconds."""
+    if isinstance(value, int | float):
+        return float(value)
+    match = _DURATION.match(value)
+    if not match:
+        raise ValueError(f"not a duration: {value!r} (use e.g. '30s', '15m', '7d')")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def _default_channels() -> list[Channel]:
+    return ["websocket", "sse"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, extra="forbid")
+
+
+class Retention(_Frozen):
+    """How long stored events are kept: by count per room and by age."""
+
+    max_events: int | None = Field(default=None, ge=1)
+    max_age: float | None = Field(default=None, description="seconds, or a duration like '7d'")
+
+    @field_validator("max_age", mode="before")
+    @classmethod
+    def _age(cls, value: Any) -> Any:
+        return None if value is None else parse_duration(value)
+
+
+class RateLimit(_Frozen):
+    """Per-client event rate limits, written like ``"10/second"``."""
+
+    default: str | None = None
+    rooms: dict[str, str] = Field(default_factory=dict)
+    events: dict[str, str] = Field(default_factory=dict)
+    key: Literal["user", "connection", "ip"] = "user"
+    storage: str = "memory://"
+    max_violations: int | None = None
+
+
+class RoomConfig(_Frozen):
+    """A room declared in config, or created at runtime."""
+
+    name: str
+    description: str | None = None
+    events: list[EventDefinition] = Field(
+        default_factory=list, description="allowed events; empty means any event name"
+    )
+    default_subscriptions: list[str] | None = Field(
+        default=None, description="events a joiner gets; None means all"
+    )
+    max_size: int | None = Field(default=None, ge=1)
+    channels: list[Channel] = Field(default_factory=lambda: _default_channels())
+    sync_history_on_join: bool | int = Field(
+        default=False, description="True or N: send the newest (N) history events on join"
+    )
+    middleware: list[Callable[..., Any]] = Field(default_factory=list)
+    rate_limit: str | RateLimit | None = None
+    presence_events: bool = False
+    retention: Retention | None = None
+
+    def event(self, name: str) -> EventDefinition | None:
+        for definition in self.events:
+            if definition.name == name:
+                return definition
+        return None
+
+    def event_names(self) -> list[str]:
+        return [definition.name for definition in self.events]
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """Lifecycle hooks; each may be sync or async.
+
+    ``before_join(identity, room_id)`` may ``raise Reject(reason)`` or return
+    False; ``before_each(message, identity)`` returns the (possibly changed)
+    message or raises ``Reject``; ``after_each(message, recipients)``.
+    """
+
+    before_join: Callable[..., Any] | None = None
+    on_connected: Callable[..., Any] | None = None
+    on_disconnected: Callable[..., Any] | None = None
+    on_joined: Callable[..., Any] | None = None
+    on_left: Callable[..., Any] | None = None
+    on_room_created: Callable[..., Any] | None = None
+    on_room_deleted: Callable[..., Any] | None = None
+    before_each: Callable[..., Any] | None = None
+    after_each: Callable[..., Any] | None = None
+
+
+class DialogueConfig(_Frozen):
+    """Everything ``Dialogue(...)`` accepts, as one object.
+
+    Deployment settings (marked *env* in the docs) can be overridden by
+    ``DIALOGUE_<NAME>`` environment variables without code changes.
+    """
+
+    rooms: dict[str, RoomConfig] = Field(default_factory=dict)
+    events: list[EventDefinition] = Field(
+        default_factory=list, description="events clients may name in create_room"
+    )
+    authenticate: Callable[..., Any] | None = None
+    allow_anonymous: bool = False
+    hooks: Hooks = Field(default_factory=Hooks)
+    broker: Any = "memory://"
+    persistence: Any = None
+    rate_limit: RateLimit | None = None
+    middleware: list[Callable[..., Any]] = Field(default_factory=list)
+    metrics: Any = False
+    push: Any = None
+    retention: Retention | None = None
+    allowed_origins: list[str] = Field(default_factory=list)
+    allow_client_rooms: bool = True
+    max_message_size: int = Field(default=64 * 1024, ge=256)
+    max_json_depth: int = Field(default=32, ge=2)
+    max_room_id_length: int = Field(default=128, ge=1, le=1024)
+    max_rooms_per_connection: int = Field(default=100, ge=1)
+    send_queue_max_messages: int = Field(default=1024, ge=1)
+    send_queue_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    heartbeat: float = Field(default=25.0, ge=0)
+    heartbeat_timeout: float | None = Field(
+        default=None, description="close silent connections after this; default 3x heartbeat"
+    )
+    recovery_window: int = Field(default=1000, ge=0, le=1_000_000)
+    default_event_history: int = Field(
+        default=100, ge=0, description="history depth of events a room accepts undeclared"
+    )
+    shutdown_grace: float = Field(default=5.0, ge=0)
+
+    @field_validator("rooms")
+    @classmethod
+    def _room_ids(cls, rooms: dict[str, RoomConfig]) -> dict[str, RoomConfig]:
+        for room_id in rooms:
+            if not ROOM_ID_PATTERN.match(room_id):
+                raise ValueError(f"room id {room_id!r}: use letters, digits and _.:@-")
+        return rooms
+
+    def idle_timeout(self) -> float | None:
+        if self.heartbeat <= 0:
+            return None
+        return self.heartbeat_timeout or self.heartbeat * 3
+
+
+ENV_SETTINGS: dict[str, str] = {
+    "DIALOGUE_BROKER_URL": "broker",
+    "DIALOGUE_DATABASE_URL": "persistence",
+    "DIALOGUE_ALLOWED_ORIGINS": "allowed_origins",
+    "DIALOGUE_ALLOW_ANONYMOUS": "allow_anonymous",
+    "DIALOGUE_MAX_MESSAGE_SIZE": "max_message_size",
+    "DIALOGUE_SEND_QUEUE_MAX_MESSAGES": "send_queue_max_messages",
+    "DIALOGUE_SEND_QUEUE_MAX_BYTES": "send_queue_max_bytes",
+    "DIALOGUE_HEARTBEAT": "heartbeat",
+    "DIALOGUE_RECOVERY_WINDOW": "recovery_window",
+}
+
+
+def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Deployment settings read from ``DIALOGUE_*`` environment variables."""
+    source = os.environ if environ is None else environ
+    found: dict[str, Any] = {}
+    for var, field_name in ENV_SETTINGS.items():
+        raw = source.get(var)
+        if raw is None or raw == "":
+            continue
+        if field_name == "allowed_origins":
+            found[field_name] = [item.strip() for item in raw.split(",") if item.strip()]
+        else:
+            found[field_name] = raw
+    return found
+
+
+def resolve_room_events(
+    raw: dict[str, Any], events: Sequence[EventDefinition]
+) -> dict[str, Any]:
+    """TOML rooms name their events; swap the names for the definitions."""
+    by_name = {definition.name: definition for definition in events}
+    names = raw.get("events") or []
+    missing = [name for name in names if isinstance(name, str) and name not in by_name]
+    if missing:
+        raise ValueError(f"rooms name undefined events {missing}: pass them in events=[...]")
+    return {**raw, "events": [by_name[n] if isinstance(n, str) else n for n in names]}

@@ -1,0 +1,180 @@
+"""One client connection, whatever its transport: identity and a bounded send queue.
+
+Each connection has exactly one writer task draining its queue, so a slow
+client only ever slows itself: when its queue exceeds the message or byte
+bound it is closed with 4009 (slow consumer) and the room keeps its rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from .errors import CloseCode
+from .types import Identity, PresenceEntry
+
+logger = logging.getLogger("dialogue_fastapi")
+
+
+class Transport(Protocol):
+    """How frames reach one client (WebSocket, SSE)."""
+
+    kind: str
+
+    async def send(self, text: str) -> None:
+        """Write one frame; raises when the peer is gone."""
+        ...
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close the connection with a protocol close code."""
+        ...
+
+
+@dataclass(slots=True)
+class Membership:
+    """A connection's place in one room: what it hears and how far it has heard."""
+
+    room: str
+    subscriptions: frozenset[str] | None  # None: every event but the excluded
+    last_seq: int = 0
+    pending: list[tuple[int, str]] | None = field(default_factory=list)
+    excluded: frozenset[str] = frozenset()
+
+    def wants(self, event: str) -> bool:
+        if self.subscriptions is None:
+            return event not in self.excluded
+        return event in self.subscriptions
+
+    def subscribe(self, events: frozenset[str] | None) -> None:
+        """Add events (None: all of them)."""
+        if events is None:
+            self.subscriptions, self.excluded = None, frozenset()
+        elif self.subscriptions is None:
+            self.excluded = self.excluded - events
+        else:
+            self.subscriptions = self.subscriptions | events
+
+    def unsubscribe(self, events: frozenset[str]) -> None:
+        if self.subscriptions is None:
+            self.excluded = self.excluded | events
+        else:
+            self.subscriptions = self.subscriptions - events
+
+    def describe(self) -> dict[str, Any]:
+        """The reply fields: ``subscriptions`` (list or ``"*"``), and ``excluded`` if any."""
+        if self.subscriptions is not None:
+            return {"subscriptions": sorted(self.subscriptions)}
+        if self.excluded:
+            return {"subscriptions": "*", "excluded": sorted(self.excluded)}
+        return {"subscriptions": "*"}
+
+
+@dataclass(frozen=True, slots=True)
+class QueueLimits:
+    max_messages: int
+    max_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Close:
+    code: int
+    reason: str
+
+
+class Connection:
+    """A live client: who it is, the rooms it joined, and its send queue."""
+
+    def __init__(
+        self, transport: Transport, identity: Identity, limits: QueueLimits,
+        *, ip: str | None = None,
+    ) -> None:
+        self.client_id = "c_" + secrets.token_hex(6)
+        self.identity = identity
+        self.transport = transport
+        self.ip = ip
+        self.rooms: dict[str, Membership] = {}
+        self.closed = False
+        self.close_code: int | None = None
+        self.dropped_by_overflow = False
+        self._limits = limits
+        self._queue: deque[str | _Close] = deque()
+        self._queued_bytes = 0
+        self._wake = asyncio.Event()
+
+    @property
+    def user_id(self) -> str:
+        return self.identity.user_id
+
+    def entry(self) -> PresenceEntry:
+        return PresenceEntry(self.identity.user_id, self.client_id)
+
+    def send_text(self, text: str) -> bool:
+        """Queue an encoded frame; False if the connection is closing.
+
+        The byte bound counts characters of the JSON text (bytes for ASCII).
+        """
+        if self.closed:
+            return False
+        size = len(text)
+        if (
+            len(self._queue) >= self._limits.max_messages
+            or self._queued_bytes + size > self._limits.max_bytes
+        ):
+            self._overflow()
+            return False
+        self._queue.append(text)
+        self._queued_bytes += size
+        self._wake.set()
+        return True
+
+    def send_frame(self, frame: dict[str, Any]) -> bool:
+        """Encode and queue one server frame."""
+        return self.send_text(orjson.dumps(frame).decode())
+
+    def close(self, code: int, reason: str, *, reconnect: bool | None = None) -> None:
+        """Send ``disconnect`` after what is queued, then close with ``code``."""
+        if self.closed:
+            return
+        if reconnect is None:
+            reconnect = code in CloseCode.RECONNECT
+        frame = {"op": "disconnect", "code": code, "reason": reason, "reconnect": reconnect}
+        self._queue.append(orjson.dumps(frame).decode())
+        self._queue.append(_Close(code, reason))
+        self.closed = True
+        self.close_code = code
+        self._wake.set()
+
+    def _overflow(self) -> None:
+        logger.warning(
+            "closing %s (user %s): send queue overflow (%d messages, %d bytes)",
+            self.client_id, self.user_id, len(self._queue), self._queued_bytes,
+        )
+        self.dropped_by_overflow = True
+        self._queue.clear()
+        self._queued_bytes = 0
+        self.close(CloseCode.SLOW_CONSUMER, "slow consumer: send queue overflowed")
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    async def run_writer(self) -> None:
+        """Drain the queue into the transport until closed or the peer is gone."""
+        queue, send = self._queue, self.transport.send
+        while True:
+            if not queue:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            item = queue.popleft()
+            if isinstance(item, _Close):
+                await self.transport.close(item.code, item.reason)
+                return
+            self._queued_bytes -= len(item)
+            await send(item)

@@ -1,0 +1,96 @@
+"""Cluster-wide control frames, applied on every node by :class:`ControlHandler`.
+
+Frames travel through ``Broker.control`` so that room lifecycle, presence
+notices, direct messages and forced disconnects reach every node.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+
+from .errors import CloseCode
+from .events import EventDefinition
+from .hub import Hub
+from .rooms import Room, RoomRegistry, room_from_spec
+
+logger = logging.getLogger("dialogue_fastapi")
+
+
+class ControlHandler:
+    """Applies control frames to this node's registry and connections."""
+
+    def __init__(
+        self, hub: Hub, registry: RoomRegistry, broker_presence: Any,
+        events: dict[str, EventDefinition],
+    ) -> None:
+        self._hub = hub
+        self._registry = registry
+        self._presence = broker_presence
+        self._events = events
+
+    async def __call__(self, frame: dict[str, Any]) -> None:
+        kind = frame.get("type")
+        try:
+            if kind == "room_created":
+                self._room_created(frame)
+            elif kind == "room_deleted":
+                await self._room_deleted(frame)
+            elif kind == "presence":
+                self._presence_notice(frame)
+            elif kind == "direct":
+                self._direct(frame)
+            elif kind == "disconnect_user":
+                self._disconnect_user(frame)
+            else:
+                logger.warning("unknown control frame %r", kind)
+        except Exception:
+            logger.exception("control frame %r failed", kind)
+
+    def _broadcast(self, frame: dict[str, Any]) -> None:
+        text = orjson.dumps(frame).decode()
+        for conn in list(self._hub.connections.values()):
+            if conn.transport.kind == "websocket":
+                conn.send_text(text)
+
+    def _room_created(self, frame: dict[str, Any]) -> None:
+        room: Room | None = frame.get("_room")
+        if room is None:
+            room = room_from_spec(frame["spec"], self._events)
+        if room.id not in self._registry:
+            self._registry.add(room)
+        self._broadcast({"op": "room_created", "room": frame["info"]})
+
+    async def _room_deleted(self, frame: dict[str, Any]) -> None:
+        room_id = frame["room"]
+        self._registry.remove(room_id)
+        for conn in self._hub.local_members(room_id):
+            await self._hub.detach(conn, room_id)
+            await self._presence.leave(room_id, conn.client_id)
+        self._broadcast({"op": "room_deleted", "room": room_id})
+
+    def _presence_notice(self, frame: dict[str, Any]) -> None:
+        notice = {"op": frame["op"], "room": frame["room"],
+                  "user_id": frame["user_id"], "client_id": frame["client_id"]}
+        text = orjson.dumps(notice).decode()
+        for conn in self._hub.local_members(frame["room"]):
+            if conn.client_id != frame["client_id"]:
+                conn.send_text(text)
+
+    def _direct(self, frame: dict[str, Any]) -> None:
+        text = orjson.dumps({"op": "direct", "event": frame["event"], "data": frame["data"],
+                             "from": frame["from"], "ts": frame["ts"]}).decode()
+        for conn in self._targets(frame):
+            conn.send_text(text)
+
+    def _disconnect_user(self, frame: dict[str, Any]) -> None:
+        for conn in self._targets(frame):
+            conn.close(CloseCode.DISCONNECTED_BY_APP, frame.get("reason") or "disconnected")
+
+    def _targets(self, frame: dict[str, Any]) -> list[Any]:
+        if frame.get("client_id"):
+            conn = self._hub.connections.get(frame["client_id"])
+            return [conn] if conn is not None else []
+        return self._hub.local_clients_of(frame["user_id"])

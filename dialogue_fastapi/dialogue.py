@@ -1,0 +1,163 @@
+"""The ``Dialogue`` facade: configuration in, router and server-side API out."""
+
+from __future__ import annotations
+
+import time
+import tomllib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter
+
+from .auth import build_auth_dependency
+from .config import DialogueConfig, RoomConfig, env_overrides, resolve_room_events
+from .events import EventDefinition, event_name
+from .handlers import Handler
+from .rooms import Room
+from .routing import build_router
+from .runtime import Runtime
+from .types import EventMessage, Position, PresenceEntry
+
+
+def _merge(config: DialogueConfig | None, settings: dict[str, Any]) -> DialogueConfig:
+    base: dict[str, Any] = {}
+    if config is not None:
+        base = {name: getattr(config, name) for name in DialogueConfig.model_fields}
+    return DialogueConfig(**{**base, **settings, **env_overrides()})
+
+
+class Dialogue:
+    """Real-time rooms and typed events for a FastAPI app.
+
+    ``Dialogue(rooms=..., authenticate=...)`` or ``Dialogue(DialogueConfig(...))``;
+    ``DIALOGUE_*`` environment variables override deployment settings. Include
+    :attr:`router` in your app; that is all the wiring.
+    """
+
+    def __init__(self, config: DialogueConfig | None = None, **settings: Any) -> None:
+        self.config = _merge(config, settings)
+        self._runtime = Runtime(self.config)
+        self._auth = build_auth_dependency(self.config.authenticate, self.config.allow_anonymous)
+        self._router: APIRouter | None = None
+
+    @classmethod
+    def from_file(
+        cls, path: str | Path, *, events: Sequence[EventDefinition] = (), **code: Any
+    ) -> Dialogue:
+        """Load settings from a TOML file; code-only settings (hooks, authenticate) as kwargs.
+
+        Rooms in the file name their events; pass the definitions in ``events``.
+        """
+        raw = tomllib.loads(Path(path).read_text())
+        raw = raw.get("dialogue", raw)
+        all_events = list(events) + list(code.pop("events_extra", []))
+        rooms = {
+            room_id: RoomConfig(**resolve_room_events(spec, all_events))
+            for room_id, spec in raw.pop("rooms", {}).items()
+        }
+        return cls(**{**raw, "rooms": rooms, "events": all_events, **code})
+
+    # wiring ------------------------------------------------------------------
+    @property
+    def router(self) -> APIRouter:
+        """The ``APIRouter`` to include: ``app.include_router(dialogue.router, prefix=...)``."""
+        if self._router is None:
+            self._router = build_router(self._runtime, self._auth)
+        return self._router
+
+    def dependency(self) -> Dialogue:
+        """For ``Annotated[Dialogue, Depends(dialogue.dependency)]`` in your routes."""
+        return self
+
+    @property
+    def runtime(self) -> Runtime:
+        """The running parts (for tests and extensions; not a stable API)."""
+        return self._runtime
+
+    async def start(self) -> None:
+        """Start without the router's lifespan (e.g. in a worker script)."""
+        await self._runtime.start()
+
+    async def stop(self) -> None:
+        await self._runtime.stop()
+
+    # events ------------------------------------------------------------------
+    async def trigger(
+        self, room_id: str, event: EventDefinition | str, data: Any, *,
+        from_: str = "server", meta: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> EventMessage:
+        """Publish from the server; validates like a client publish and returns the message."""
+        from .types import Identity
+
+        rt = self._runtime
+        identity = None if from_ == "server" else Identity(from_)
+        outcome = await rt.publisher.publish(
+            rt.registry.get(room_id), event_name(event), data, identity=identity,
+            transport="server", meta=meta, idempotency_key=idempotency_key,
+        )
+        if outcome.message is None:
+            return EventMessage(room_id, event_name(event), data, from_, meta=dict(meta or {}))
+        return outcome.message
+
+    def on(self, room_id: str, event: EventDefinition | str, handler: Handler) -> Callable[[], None]:
+        """Run ``handler(message)`` for each event (once per cluster); returns an unsubscribe."""
+        return self._runtime.handlers.add(room_id, event_name(event), handler)
+
+    async def history(
+        self, room_id: str, event: EventDefinition | str | None = None, *, limit: int = 50,
+        before: int | None = None, after: int | None = None,
+    ) -> list[EventMessage]:
+        rt = self._runtime
+        return await rt.history.page(
+            rt.registry.get(room_id), event=None if event is None else event_name(event),
+            limit=limit, before=before, after=after,
+        )
+
+    async def position(self, room_id: str) -> Position:
+        self._runtime.registry.get(room_id)
+        return await self._runtime.broker.position(room_id)
+
+    # rooms -------------------------------------------------------------------
+    def room(self, room_id: str) -> Room:
+        return self._runtime.registry.get(room_id)
+
+    def rooms(self) -> list[Room]:
+        return self._runtime.registry.all()
+
+    async def create_room(
+        self, room_id: str, config: RoomConfig, created_by: str | None = None
+    ) -> Room:
+        return await self._runtime.admin.create(room_id, config, created_by)
+
+    async def delete_room(self, room_id: str) -> None:
+        await self._runtime.admin.delete(room_id, by=None)
+
+    async def presence(self, room_id: str) -> list[PresenceEntry]:
+        self._runtime.registry.get(room_id)
+        return await self._runtime.broker.presence.members(room_id)
+
+    # users -------------------------------------------------------------------
+    async def send_to_user(
+        self, user_id: str, event: str, data: Any, *, from_: str = "server"
+    ) -> None:
+        """A ``direct`` frame to every connection of the user, on every node."""
+        await self._runtime.broker.control({
+            "type": "direct", "user_id": user_id, "event": event, "data": data,
+            "from": from_, "ts": int(time.time() * 1000),
+        })
+
+    async def disconnect_user(self, user_id: str, reason: str = "disconnected by the server") -> None:
+        """Close every connection of the user with 4004 (clients do not reconnect)."""
+        await self._runtime.broker.control(
+            {"type": "disconnect_user", "user_id": user_id, "reason": reason}
+        )
+
+    async def get_clients(self, user_id: str) -> list[str]:
+        """Client ids of the user's live connections, cluster-wide."""
+        return await self._runtime.broker.presence.clients_of(user_id)
+
+    async def is_in_room(self, user_id: str, room_id: str) -> bool:
+        members = await self._runtime.broker.presence.members(room_id)
+        return any(m.user_id == user_id for m in members)

@@ -1,0 +1,103 @@
+"""The publish pipeline: one chain for WebSocket, REST and server ``trigger``.
+
+Order: size -> membership -> event allowed -> schema validation -> global
+middleware -> room middleware -> ``before_each`` -> broker publish (seq) ->
+store -> ``on`` handlers -> ``after_each``. Rate limiting will slot in after
+validation.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import Blocked, DialogueError, InternalError, Reject, error_for_code
+from .hooks import call_maybe_async, correlation_id
+from .rooms import Room
+from .types import EventMessage, Identity
+
+logger = logging.getLogger("dialogue_fastapi")
+
+
+@dataclass
+class PublishContext:
+    """What a middleware sees: the message (changeable), the room and the sender."""
+
+    message: EventMessage
+    room: Room
+    identity: Identity | None
+    transport: str
+    client_id: str | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+    dropped: bool = False
+
+    def drop(self) -> None:
+        """Drop the event silently: the sender gets an ack without a seq."""
+        self.dropped = True
+
+
+CallNext = Callable[[PublishContext], Awaitable[EventMessage | None]]
+Middleware = Callable[[PublishContext, CallNext], Awaitable[EventMessage | None]]
+
+
+async def run_middleware(
+    ctx: PublishContext, chain: list[Middleware], final: CallNext
+) -> EventMessage | None:
+    """Run ``chain`` around ``final``; a middleware must call on, reject, or drop."""
+
+    async def step(index: int, current: PublishContext) -> EventMessage | None:
+        if index == len(chain):
+            return await final(current)
+        middleware = chain[index]
+        called = False
+
+        async def call_next(next_ctx: PublishContext) -> EventMessage | None:
+            nonlocal called
+            called = True
+            return await step(index + 1, next_ctx)
+
+        try:
+            result = await middleware(current, call_next)
+        except Reject as exc:
+            raise error_for_code(exc.code, exc.reason, reason=exc.reason) from None
+        except DialogueError:
+            raise
+        except Exception:
+            cid = correlation_id()
+            logger.exception("middleware %r failed [%s]", middleware, cid)
+            raise InternalError(
+                f"a middleware failed; correlation id {cid}", correlation_id=cid
+            ) from None
+        if not called and not current.dropped:
+            name = getattr(middleware, "__name__", repr(middleware))
+            raise Blocked(
+                f"middleware {name} neither called call_next nor dropped the event",
+                reason="not passed on by middleware",
+            )
+        return result
+
+    return await step(0, ctx)
+
+
+async def apply_before_each(
+    hook: Callable[..., Any] | None, message: EventMessage, identity: Identity | None
+) -> EventMessage:
+    """``before_each`` returns the (changed) message, None to keep it, or raises Reject."""
+    if hook is None:
+        return message
+    try:
+        result = await call_maybe_async(hook, message, identity)
+    except Reject as exc:
+        raise error_for_code(exc.code, exc.reason, reason=exc.reason) from None
+    except DialogueError:
+        raise
+    except Exception:
+        cid = correlation_id()
+        logger.exception("before_each failed [%s]", cid)
+        raise InternalError(f"before_each failed; correlation id {cid}",
+                            correlation_id=cid) from None
+    if result is False:
+        raise Blocked("blocked by before_each", reason="blocked by before_each")
+    return message if result is None or result is True else result

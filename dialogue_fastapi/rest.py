@@ -1,0 +1,163 @@
+"""REST routes: rooms, history, publish, presence, health and readiness."""
+
+
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+
+from .auth import AuthResult
+from .errors import BadRequest, DialogueError, Forbidden, Reject, Unauthorized
+from .hooks import call_maybe_async
+from .rest_models import (
+    CreateRoomBody,
+    ErrorBody,
+    Health,
+    HistoryPage,
+    PresenceResult,
+    PublishAck,
+    PublishBody,
+    RoomInfo,
+    RoomList,
+)
+from .runtime import Runtime
+from .types import Identity
+
+
+def error_response(error: DialogueError) -> JSONResponse:
+    headers = {}
+    retry_after = error.extra.get("retry_after")
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, int(float(retry_after) + 0.999)))
+    return JSONResponse({"error": error.to_dict()}, status_code=error.status, headers=headers)
+
+
+class DialogueRoute(APIRoute):
+    """Answers every error with the protocol's body: ``{"error": {"code", "message"}}``."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        original = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            try:
+                return await original(request)
+            except RequestValidationError as exc:
+                errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""),
+                           "type": e.get("type", "")} for e in exc.errors()]
+                where = ".".join(str(p) for p in errors[0]["loc"]) if errors else "request"
+                return error_response(BadRequest(
+                    f"{where}: {errors[0]['msg'] if errors else 'invalid'}", details=errors))
+            except DialogueError as exc:
+                return error_response(exc)
+
+        return handler
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorBody} for status in statuses}
+
+
+def build_rest_routes(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
+    router = APIRouter(route_class=DialogueRoute, tags=["dialogue"])
+
+    async def identity(result: Annotated[AuthResult, Depends(auth)]) -> Identity:
+        if result.identity is None:
+            raise Unauthorized(result.reason or "missing or invalid credentials")
+        return result.identity
+
+    User = Annotated[Identity, Depends(identity)]
+
+    async def may_access(user: Identity, room_id: str) -> None:
+        rt.registry.get(room_id)
+        hook = rt.hooks.before_join
+        if hook is None:
+            return
+        try:
+            allowed = await call_maybe_async(hook, user, room_id)
+        except Reject as exc:
+            raise Forbidden(exc.reason, reason=exc.reason) from None
+        if allowed is False:
+            raise Forbidden(f"access to room '{room_id}' was refused", reason="refused")
+
+    async def info(room_id: str) -> dict[str, Any]:
+        return rt.registry.get(room_id).info(await rt.broker.presence.count(room_id))
+
+    @router.get("/rooms", response_model=RoomList, responses=_errors(401))
+    async def list_rooms(user: User) -> dict[str, Any]:
+        return {"rooms": [await info(r.id) for r in rt.registry.all()]}
+
+    @router.get("/rooms/{room}", response_model=RoomInfo, responses=_errors(401, 404))
+    async def get_room(room: str, user: User) -> dict[str, Any]:
+        return await info(room)
+
+    @router.post("/rooms", response_model=RoomInfo, status_code=201,
+                 responses=_errors(400, 401, 403, 409))
+    async def create_room(body: CreateRoomBody, user: User) -> dict[str, Any]:
+        if not rt.config.allow_client_rooms:
+            raise Forbidden("clients may not create rooms on this server")
+        config = rt.admin.config_from_client(body.name, body.description, body.max_size,
+                                             body.events)
+        created = await rt.admin.create(body.room, config, created_by=user.user_id)
+        return created.info(0)
+
+    @router.delete("/rooms/{room}", status_code=204, responses=_errors(401, 403, 404))
+    async def delete_room(room: str, user: User) -> Response:
+        await rt.admin.delete(room, by=user)
+        return Response(status_code=204)
+
+    @router.get("/rooms/{room}/history", response_model=HistoryPage,
+                responses=_errors(400, 401, 403, 404))
+    async def history(
+        room: str, user: User, event: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+        before: Annotated[int | None, Query(ge=0)] = None,
+        after: Annotated[int | None, Query(ge=0)] = None,
+    ) -> dict[str, Any]:
+        await may_access(user, room)
+        found = await rt.history.page(rt.registry.get(room), event=event, limit=limit,
+                                      before=before, after=after)
+        position = await rt.broker.position(room)
+        return {"events": [m.to_wire() for m in found], "position": position.to_dict()}
+
+    @router.post("/rooms/{room}/events", response_model=PublishAck, status_code=202,
+                 responses=_errors(400, 401, 403, 404, 413, 422, 429, 503))
+    async def publish(room: str, body: PublishBody, user: User) -> dict[str, Any]:
+        await may_access(user, room)
+        outcome = await rt.publisher.publish(
+            rt.registry.get(room), body.event, body.data, identity=user, transport="rest",
+            meta=body.meta, idempotency_key=body.idempotency_key,
+        )
+        if outcome.message is None:
+            return {"seq": None, "ts": None, "dropped": True}
+        return {"seq": outcome.message.seq, "ts": outcome.message.ts,
+                "duplicate": outcome.duplicate}
+
+    @router.get("/rooms/{room}/presence", response_model=PresenceResult,
+                responses=_errors(401, 403, 404))
+    async def presence(room: str, user: User) -> dict[str, Any]:
+        await may_access(user, room)
+        members = await rt.broker.presence.members(room)
+        return {"count": len(members), "users": [m.to_dict() for m in members]}
+
+    @router.get("/health", response_model=Health)
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "checks": {}}
+
+    @router.get("/ready", response_model=Health, responses={503: {"model": Health}})
+    async def ready() -> Any:
+        checks = {"started": rt.started, "broker": await _safe(rt.broker.healthy())}
+        ok = all(checks.values())
+        body = {"status": "ok" if ok else "unavailable", "checks": checks}
+        return body if ok else JSONResponse(body, status_code=503)
+
+    return router
+
+
+async def _safe(check: Coroutine[Any, Any, bool]) -> bool:
+    try:
+        return bool(await check)
+    except Exception:
+        return False

@@ -1,0 +1,68 @@
+"""``dialogue.router``: the WebSocket endpoint, REST routes and the lifespan."""
+
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, WebSocket
+
+from .auth import AuthResult
+from .connection import Connection
+from .errors import CloseCode
+from .origins import origin_allowed
+from .rest import build_rest_routes
+from .runtime import Runtime
+from .session import WebSocketSession, WebSocketTransport
+
+
+def build_router(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
+    """A fresh router; its lifespan starts and stops the runtime."""
+
+    @asynccontextmanager
+    async def lifespan(_: Any) -> AsyncIterator[None]:
+        await rt.start()
+        try:
+            yield
+        finally:
+            await rt.stop()
+
+    router = APIRouter(lifespan=lifespan)
+
+    @router.websocket("/ws")
+    async def websocket_endpoint(
+        websocket: WebSocket, auth_result: Annotated[AuthResult, Depends(auth)]
+    ) -> None:
+        await websocket.accept()
+        origin = websocket.headers.get("origin")
+        if not origin_allowed(origin, websocket.headers.get("host"), rt.config.allowed_origins):
+            await _refuse(websocket, CloseCode.ORIGIN_REFUSED,
+                          f"origin {origin} is not allowed; add it to allowed_origins")
+            return
+        if auth_result.identity is None:
+            await _refuse(websocket, CloseCode.UNAUTHORIZED, auth_result.reason)
+            return
+        if rt.stopping or not rt.started:
+            await _refuse(websocket, CloseCode.GOING_AWAY, "server shutting down")
+            return
+        client = websocket.client
+        conn = Connection(WebSocketTransport(websocket), auth_result.identity,
+                          rt.queue_limits, ip=client.host if client else None)
+        task = asyncio.current_task()
+        if task is not None:
+            rt.sessions.add(task)
+        try:
+            await WebSocketSession(rt, websocket, conn).run()
+        finally:
+            if task is not None:
+                rt.sessions.discard(task)
+
+    router.include_router(build_rest_routes(rt, auth))
+    return router
+
+
+async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
+    """Close before any frame: a browser can read the close code and reason."""
+    with suppress(Exception):
+        await websocket.close(code, reason[:120])
