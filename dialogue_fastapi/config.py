@@ -40,7 +40,7 @@ class _Frozen(BaseModel):
 class Retention(_Frozen):
     """How long stored events are kept: by count per room and by age."""
 
-    max_events: int | None = Field(default=None, ge=1)
+    max_events: int | None = Field(default=None, ge=1, description="keep at most this many events per room")
     max_age: float | None = Field(default=None, description="seconds, or a duration like '7d'")
 
     @field_validator("max_age", mode="before")
@@ -52,34 +52,44 @@ class Retention(_Frozen):
 class RateLimit(_Frozen):
     """Per-client event rate limits, written like ``"10/second"``."""
 
-    default: str | None = None
-    rooms: dict[str, str] = Field(default_factory=dict)
-    events: dict[str, str] = Field(default_factory=dict)
-    key: Literal["user", "connection", "ip"] = "user"
-    storage: str = "memory://"
-    max_violations: int | None = None
+    default: str | None = Field(default=None, description="limit for every publish, e.g. '100/minute'")
+    rooms: dict[str, str] = Field(default_factory=dict, description="limits per room id")
+    events: dict[str, str] = Field(default_factory=dict, description="limits per event name")
+    key: Literal["user", "connection", "ip"] = Field(default="user", description="what a budget belongs to")
+    storage: str = Field(default="memory://", description="'memory://' or 'redis://...' (shared by workers)")
+    max_violations: int | None = Field(
+        default=None, description="close with 4008 after this many refusals in a window"
+    )
 
 
 class RoomConfig(_Frozen):
     """A room declared in config, or created at runtime."""
 
-    name: str
-    description: str | None = None
+    name: str = Field(description="display name")
+    description: str | None = Field(default=None, description="shown in the room info object")
     events: list[EventDefinition] = Field(
         default_factory=list, description="allowed events; empty means any event name"
     )
     default_subscriptions: list[str] | None = Field(
         default=None, description="events a joiner gets; None means all"
     )
-    max_size: int | None = Field(default=None, ge=1)
-    channels: list[Channel] = Field(default_factory=lambda: _default_channels())
+    max_size: int | None = Field(
+        default=None, ge=1, description="most connections in the room, cluster-wide"
+    )
+    channels: list[Channel] = Field(
+        default_factory=lambda: _default_channels(), description="transports that may join"
+    )
     sync_history_on_join: bool | int = Field(
         default=False, description="True or N: send the newest (N) history events on join"
     )
-    middleware: list[Callable[..., Any]] = Field(default_factory=list)
-    rate_limit: str | RateLimit | None = None
-    presence_events: bool = False
-    retention: Retention | None = None
+    middleware: list[Callable[..., Any]] = Field(
+        default_factory=list, description="event middleware run after the global ones"
+    )
+    rate_limit: str | RateLimit | None = Field(default=None, description="per-room publish limit")
+    presence_events: bool = Field(
+        default=False, description="send presence_join/presence_leave frames to members"
+    )
+    retention: Retention | None = Field(default=None, description="stored-event retention override")
 
     def event(self, name: str) -> EventDefinition | None:
         for definition in self.events:
@@ -118,37 +128,60 @@ class DialogueConfig(_Frozen):
     ``DIALOGUE_<NAME>`` environment variables without code changes.
     """
 
-    rooms: dict[str, RoomConfig] = Field(default_factory=dict)
+    rooms: dict[str, RoomConfig] = Field(default_factory=dict, description="rooms declared up front, by id")
     events: list[EventDefinition] = Field(
         default_factory=list, description="events clients may name in create_room"
     )
-    authenticate: Callable[..., Any] | None = None
-    allow_anonymous: bool = False
-    hooks: Hooks = Field(default_factory=Hooks)
-    broker: Any = "memory://"
-    persistence: Any = None
-    rate_limit: RateLimit | None = None
-    middleware: list[Callable[..., Any]] = Field(default_factory=list)
-    metrics: Any = False
-    push: Any = None
-    retention: Retention | None = None
-    allowed_origins: list[str] = Field(default_factory=list)
-    allow_client_rooms: bool = True
-    max_message_size: int = Field(default=64 * 1024, ge=256)
-    max_json_depth: int = Field(default=32, ge=2)
-    max_room_id_length: int = Field(default=128, ge=1, le=1024)
-    max_rooms_per_connection: int = Field(default=100, ge=1)
-    send_queue_max_messages: int = Field(default=1024, ge=1)
-    send_queue_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
-    heartbeat: float = Field(default=25.0, ge=0)
+    authenticate: Callable[..., Any] | None = Field(
+        default=None, description="callable or FastAPI dependency returning an Identity"
+    )
+    allow_anonymous: bool = Field(
+        default=False, description="accept connections without credentials (user id anon_...)"
+    )
+    hooks: Hooks = Field(default_factory=Hooks, description="lifecycle hooks")
+    broker: Any = Field(default="memory://", description="'memory://', 'redis://...' or a Broker")
+    persistence: Any = Field(
+        default=None, description="None (hot history only), 'memory://', a URL, or an EventStore"
+    )
+    rate_limit: RateLimit | None = Field(default=None, description="per-client publish limits")
+    middleware: list[Callable[..., Any]] = Field(
+        default_factory=list, description="global event middleware, in order"
+    )
+    metrics: Any = Field(default=False, description="Prometheus metrics (later release)")
+    push: Any = Field(default=None, description="push notifications (later release)")
+    retention: Retention | None = Field(default=None, description="stored-event retention")
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="browser origins allowed besides same-origin; '*' allows any",
+    )
+    allow_client_rooms: bool = Field(default=True, description="clients may create rooms")
+    max_message_size: int = Field(
+        default=64 * 1024, ge=256,
+        description="largest frame/event data in bytes; 4x this closes with 1009",
+    )
+    max_json_depth: int = Field(default=32, ge=2, description="deepest JSON nesting accepted")
+    max_room_id_length: int = Field(default=128, ge=1, le=1024, description="longest room id")
+    max_rooms_per_connection: int = Field(default=100, ge=1, description="rooms one connection may join")
+    send_queue_max_messages: int = Field(
+        default=1024, ge=1, description="queued frames per connection before 4009"
+    )
+    send_queue_max_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, description="queued bytes per connection before 4009"
+    )
+    heartbeat: float = Field(
+        default=25.0, ge=0, description="seconds between client pings (sent in hello); 0 = off"
+    )
     heartbeat_timeout: float | None = Field(
         default=None, description="close silent connections after this; default 3x heartbeat"
     )
-    recovery_window: int = Field(default=1000, ge=0, le=1_000_000)
+    recovery_window: int = Field(
+        default=1000, ge=0, le=1_000_000,
+        description="events per room kept hot for recovery and history",
+    )
     default_event_history: int = Field(
         default=100, ge=0, description="history depth of events a room accepts undeclared"
     )
-    shutdown_grace: float = Field(default=5.0, ge=0)
+    shutdown_grace: float = Field(default=5.0, ge=0, description="seconds to drain sessions on stop")
 
     @field_validator("rooms")
     @classmethod

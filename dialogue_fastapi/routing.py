@@ -2,11 +2,14 @@
 
 
 import asyncio
+import functools
+import hashlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
+from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, WebSocket
+from fastapi import APIRouter, Depends, Request, Response, WebSocket
 
 from .auth import AuthResult
 from .connection import Connection
@@ -58,8 +61,24 @@ def build_router(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
             if task is not None:
                 rt.sessions.discard(task)
 
+    @router.get("/client.js", include_in_schema=False)
+    async def client_js(request: Request) -> Response:
+        """The browser client, an ES module (no build step)."""
+        body, etag = _client_js()
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers={"ETag": etag})
+        return Response(body, media_type="text/javascript; charset=utf-8",
+                        headers={"ETag": etag, "Cache-Control": "public, max-age=300"})
+
     router.include_router(build_rest_routes(rt, auth))
     return router
+
+
+@functools.cache
+def _client_js() -> tuple[bytes, str]:
+    body = (Path(__file__).parent / "static" / "client.js").read_bytes()
+    return body, '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+
 
 
 async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:

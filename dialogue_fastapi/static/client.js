@@ -1,0 +1,1 @@
+// placeholder: the browser client is being written
