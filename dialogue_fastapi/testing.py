@@ -47,7 +47,6 @@ class LiveServer:
             ws_per_message_deflate=False, timeout_graceful_shutdown=5,
         )
         server = uvicorn.Server(config)
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self._server = server
         self._task = asyncio.create_task(server.serve(sockets=[sock]))
         async with asyncio.timeout(timeout):
@@ -167,8 +166,7 @@ class WsProbe:
         """Wait for the server to close; returns (code, reason)."""
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.ws.wait_closed(), timeout)
-        close = self.ws.close_rcvd
-        return (close.code, close.reason) if close is not None else (None, "")
+        return self.ws.close_code, self.ws.close_reason or ""
 
     async def close(self) -> None:
         await self.ws.close()
