@@ -19,6 +19,7 @@ LAYERS: list[set[str]] = [
     {"ops", "session"},
     {"rest", "routing"},
     {"dialogue"},
+    {"testing.server", "testing.broker_contract", "testing.store_contract"},
     {"testing", ""},
 ]
 LAYER_OF = {name: index for index, names in enumerate(LAYERS) for name in names}

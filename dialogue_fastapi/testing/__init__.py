@@ -1,0 +1,15 @@
+"""Test helpers for apps and adapters built on dialogue-fastapi.
+
+- :func:`live_server` / :class:`LiveServer`: a real uvicorn on a free port.
+- :class:`WsProbe`: a raw protocol-v1 client.
+- :class:`BrokerContract` / :class:`EventStoreContract`: contract suites a
+  broker or store implementation (yours too) must pass; subclass one in
+  your tests and provide the ``make`` fixture.
+"""
+
+from .broker_contract import BrokerContract
+from .server import LiveServer, ProbeError, WsProbe, live_server
+from .store_contract import EventStoreContract
+
+__all__ = ["BrokerContract", "EventStoreContract", "LiveServer", "ProbeError", "WsProbe",
+           "live_server"]
