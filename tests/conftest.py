@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -50,7 +51,5 @@ async def probe() -> AsyncIterator[ProbeFactory]:
 
     yield open_probe
     for p in opened:
-        try:
+        with contextlib.suppress(Exception):
             await p.close()
-        except Exception:
-            pass
