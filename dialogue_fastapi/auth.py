@@ -88,9 +88,30 @@ def build_auth_dependency(
             return await checked(lambda: user_fn(conn))
         return plain
 
+    signature = inspect.signature(user_fn, eval_str=True)
+    required = [
+        name for name, param in signature.parameters.items()
+        if param.default is inspect.Parameter.empty and not _is_injected(param.annotation)
+    ]
+
     async def dependency(**kwargs: Any) -> AuthResult:
+        missing = [name for name in required if kwargs.get(name) is None]
+        if missing:
+            return anonymous(f"missing credentials: {', '.join(missing)}")
         return await checked(lambda: user_fn(**kwargs))
 
-    # FastAPI reads the user's parameters (Depends, Header, Cookie...) from this signature
-    dependency.__signature__ = inspect.signature(user_fn, eval_str=True)  # type: ignore[attr-defined]
+    # FastAPI reads the user's parameters (Depends, Header, Cookie...) from this
+    # signature. Required ones become optional so that a missing header is our
+    # refusal (4001 / 401), not FastAPI's validation error (HTTP 403 / 400).
+    dependency.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[
+            param.replace(default=None) if name in required else param
+            for name, param in signature.parameters.items()
+        ]
+    )
     return dependency
+
+
+def _is_injected(annotation: Any) -> bool:
+    """Parameters FastAPI fills itself (the connection, request, websocket)."""
+    return inspect.isclass(annotation) and issubclass(annotation, HTTPConnection)

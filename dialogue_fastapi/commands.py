@@ -57,6 +57,8 @@ class CreateRoomCommand(RoomCommand):
     description: str | None = Field(default=None, max_length=2000)
     max_size: int | None = Field(default=None, ge=1)
     events: list[str] | None = None
+    presence_events: bool = False
+    sync_history_on_join: int = Field(default=0, ge=0, le=1000)
 
 
 class EmptyCommand(_Command):

@@ -178,6 +178,9 @@ class DialogueConfig(_Frozen):
         default=1000, ge=0, le=1_000_000,
         description="events per room kept hot for recovery and history",
     )
+    max_recovery: int = Field(
+        default=1000, ge=0, description="most missed events a join with since replays"
+    )
     default_event_history: int = Field(
         default=100, ge=0, description="history depth of events a room accepts undeclared"
     )

@@ -106,6 +106,7 @@ class Connection:
         self._queue: deque[str | _Close] = deque()
         self._queued_bytes = 0
         self._wake = asyncio.Event()
+        self.closing = asyncio.Event()
 
     @property
     def user_id(self) -> str:
@@ -149,6 +150,7 @@ class Connection:
         self.closed = True
         self.close_code = code
         self._wake.set()
+        self.closing.set()
 
     def _overflow(self) -> None:
         logger.warning(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import tomllib
 from collections.abc import Callable, Sequence
@@ -97,6 +98,9 @@ class Dialogue:
             rt.registry.get(room_id), event_name(event), data, identity=identity,
             transport="server", meta=meta, idempotency_key=idempotency_key,
         )
+        # let connection writers run between triggers: a tight loop of triggers
+        # would otherwise fill every queue before any of it is sent
+        await asyncio.sleep(0)
         if outcome.message is None:
             return EventMessage(room_id, event_name(event), data, from_, meta=dict(meta or {}))
         return outcome.message

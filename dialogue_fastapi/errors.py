@@ -129,4 +129,6 @@ class CloseCode:
     SLOW_CONSUMER = 4009
     PROTOCOL_VIOLATION = 4400
 
-    RECONNECT = frozenset({1001, 4002, 4008, 4009})
+    SERVICE_RESTART = 1012  # sent by uvicorn itself on shutdown
+
+    RECONNECT = frozenset({1001, 1012, 4002, 4008, 4009})

@@ -109,7 +109,10 @@ async def op_create_room(rt: Runtime, conn: Connection, frame: dict[str, Any], _
     cmd: CreateRoomCommand = parse(CreateRoomCommand, frame)
     if not rt.config.allow_client_rooms:
         raise Forbidden("clients may not create rooms on this server")
-    config = rt.admin.config_from_client(cmd.name, cmd.description, cmd.max_size, cmd.events)
+    config = rt.admin.config_from_client(
+        cmd.name, cmd.description, cmd.max_size, cmd.events,
+        presence_events=cmd.presence_events, sync_history_on_join=cmd.sync_history_on_join,
+    )
     room = await rt.admin.create(cmd.room, config, created_by=conn.user_id)
     return room.info(0)
 

@@ -57,7 +57,13 @@ class DialogueRoute(APIRoute):
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": ErrorBody} for status in statuses}
+    """Error responses for OpenAPI; "4XX" replaces FastAPI's default 422 model,
+    since every error here, malformed input included, has the ErrorBody shape."""
+    responses: dict[int | str, dict[str, Any]] = {
+        status: {"model": ErrorBody} for status in (400, *statuses)
+    }
+    responses["4XX"] = {"model": ErrorBody, "description": "any other client error"}
+    return responses
 
 
 def build_rest_routes(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
@@ -98,8 +104,11 @@ def build_rest_routes(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
     async def create_room(body: CreateRoomBody, user: User) -> dict[str, Any]:
         if not rt.config.allow_client_rooms:
             raise Forbidden("clients may not create rooms on this server")
-        config = rt.admin.config_from_client(body.name, body.description, body.max_size,
-                                             body.events)
+        config = rt.admin.config_from_client(
+            body.name, body.description, body.max_size, body.events,
+            presence_events=body.presence_events,
+            sync_history_on_join=body.sync_history_on_join,
+        )
         created = await rt.admin.create(body.room, config, created_by=user.user_id)
         return created.info(0)
 

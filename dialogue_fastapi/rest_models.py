@@ -49,6 +49,8 @@ class CreateRoomBody(BaseModel):
     description: str | None = Field(default=None, max_length=2000)
     max_size: int | None = Field(default=None, ge=1)
     events: list[str] | None = None
+    presence_events: bool = False
+    sync_history_on_join: int = Field(default=0, ge=0, le=1000)
 
 
 class EventEnvelope(BaseModel):

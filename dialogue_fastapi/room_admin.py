@@ -41,7 +41,8 @@ class RoomAdmin:
 
     def config_from_client(
         self, name: str, description: str | None, max_size: int | None,
-        events: list[str] | None,
+        events: list[str] | None, *, presence_events: bool = False,
+        sync_history_on_join: int = 0,
     ) -> RoomConfig:
         """A client's create_room may only name events the application defined."""
         unknown = [e for e in events or [] if e not in self.events]
@@ -52,6 +53,7 @@ class RoomAdmin:
         return RoomConfig(
             name=name, description=description, max_size=max_size,
             events=[self.events[e] for e in events or []],
+            presence_events=presence_events, sync_history_on_join=sync_history_on_join,
         )
 
     async def create(

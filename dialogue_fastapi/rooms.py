@@ -77,7 +77,7 @@ def room_spec(room: Room) -> dict[str, Any]:
         "max_size": config.max_size, "events": config.event_names(),
         "default_subscriptions": config.default_subscriptions,
         "channels": list(config.channels), "presence_events": config.presence_events,
-        "created_by": room.created_by,
+        "sync_history_on_join": config.sync_history_on_join, "created_by": room.created_by,
     }
 
 
@@ -90,5 +90,6 @@ def room_from_spec(spec: dict[str, Any], events: dict[str, EventDefinition]) -> 
         default_subscriptions=spec.get("default_subscriptions"),
         channels=spec.get("channels", ["websocket", "sse"]),
         presence_events=spec.get("presence_events", False),
+        sync_history_on_join=spec.get("sync_history_on_join", False),
     )
     return Room(spec["id"], config, spec.get("created_by"), runtime=True)

@@ -34,7 +34,7 @@ class Runtime:
         self.registry = RoomRegistry(config.rooms)
         self.hub = Hub(self.broker)
         self.handlers = HandlerRegistry()
-        self.history = HistoryReader(self.broker, self.store, config)
+        self.history = HistoryReader(self.broker, self.store, config, config.max_recovery)
         self.publisher = Publisher(config, self.broker, self.store, self.handlers, self.hooks)
         self.membership = MembershipService(
             config, self.broker, self.hub, self.registry, self.history, self.hooks

@@ -23,6 +23,7 @@ from .runtime import Runtime
 
 logger = logging.getLogger("dialogue_fastapi")
 HARD_SIZE_FACTOR = 4  # frames above 4x max_message_size close the socket (1009)
+CLOSE_GRACE = 0.5  # seconds a closing connection gets to flush before it is cut
 
 
 class WebSocketTransport:
@@ -69,14 +70,22 @@ class WebSocketSession:
                          "protocol": 1, "heartbeat": config.heartbeat})
         await self.rt.connected(conn)
         writer = asyncio.create_task(conn.run_writer())
-        tasks = [writer, asyncio.create_task(self._read())]
+        tasks: list[asyncio.Task[Any]] = [writer, asyncio.create_task(self._read())]
         if config.idle_timeout() is not None:
             tasks.append(asyncio.create_task(self._watch_idle()))
+        tasks.append(asyncio.create_task(conn.closing.wait()))
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             if conn.closed and not writer.done():
-                # let the writer send what is queued, the disconnect frame and the close
-                await asyncio.wait([writer], timeout=self.rt.config.shutdown_grace or 1.0)
+                # let the writer send what is queued, the disconnect frame and the close;
+                # a peer that reads nothing (slow consumer) is cut after the grace period
+                await asyncio.wait([writer], timeout=CLOSE_GRACE)
+                if not writer.done():
+                    writer.cancel()
+                    with contextlib.suppress(Exception, asyncio.CancelledError):
+                        await asyncio.wait_for(
+                            conn.transport.close(conn.close_code or CloseCode.NORMAL, "closed"),
+                            CLOSE_GRACE)
         finally:
             for task in tasks:
                 task.cancel()
@@ -101,12 +110,11 @@ class WebSocketSession:
 
     async def _handle(self, text: str) -> None:
         limit = self.rt.config.max_message_size
-        if len(text) > limit:
-            if len(text) > limit * HARD_SIZE_FACTOR:
-                self.conn.close(CloseCode.TOO_LARGE,
-                                f"frame of {len(text)} bytes; the limit is {limit}")
-                return
-            self._error(None, PayloadTooLarge(f"frame of {len(text)} bytes; the limit is {limit}"))
+        size = len(text)
+        if size * 4 > limit:  # UTF-8 needs at most 4 bytes a character
+            size = len(text.encode())
+        if size > limit * HARD_SIZE_FACTOR:
+            self.conn.close(CloseCode.TOO_LARGE, f"frame of {size} bytes; the limit is {limit}")
             return
         try:
             frame = orjson.loads(text)
@@ -119,6 +127,9 @@ class WebSocketSession:
         cmd_id = frame.get("id")
         if cmd_id is not None and (not isinstance(cmd_id, int) or isinstance(cmd_id, bool)):
             self._error(None, BadRequest("'id' must be an integer"))
+            return
+        if size > limit:
+            self._error(cmd_id, PayloadTooLarge(f"frame of {size} bytes; the limit is {limit}"))
             return
         if json_depth(frame) > self.rt.config.max_json_depth:
             self._error(cmd_id, BadRequest(
