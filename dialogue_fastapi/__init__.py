@@ -1,11 +1,40 @@
-"""dialogue-fastapi: real-time rooms and typed events for FastAPI."""
+"""dialogue-fastapi: real-time rooms and typed events for FastAPI.
 
-from .config import DialogueConfig, Hooks, RateLimit, Retention, RoomConfig
-from .dialogue import Dialogue
-from .errors import CloseCode, DialogueError, Reject
-from .events import EventDefinition, define_event
-from .pipeline import PublishContext
-from .types import EventMessage, Identity, Position, PresenceEntry
+Names are imported lazily, so ``import dialogue_fastapi.client`` does not
+load the server side (FastAPI, the hub) in a client-only process.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import DialogueConfig, Hooks, RateLimit, Retention, RoomConfig
+    from .dialogue import Dialogue
+    from .errors import CloseCode, DialogueError, Reject
+    from .events import EventDefinition, define_event
+    from .pipeline import PublishContext
+    from .types import EventMessage, Identity, Position, PresenceEntry
+
+_EXPORTS = {
+    "CloseCode": ".errors",
+    "Dialogue": ".dialogue",
+    "DialogueConfig": ".config",
+    "DialogueError": ".errors",
+    "EventDefinition": ".events",
+    "EventMessage": ".types",
+    "Hooks": ".config",
+    "Identity": ".types",
+    "Position": ".types",
+    "PresenceEntry": ".types",
+    "PublishContext": ".pipeline",
+    "RateLimit": ".config",
+    "Reject": ".errors",
+    "Retention": ".config",
+    "RoomConfig": ".config",
+    "define_event": ".events",
+}
 
 __all__ = [
     "CloseCode",
@@ -25,3 +54,12 @@ __all__ = [
     "RoomConfig",
     "define_event",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'dialogue_fastapi' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name, __name__), name)
+    globals()[name] = value
+    return value

@@ -6,7 +6,7 @@ event name); older events come from the event store when there is one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 
 from .brokers.base import Broker
 from .config import DialogueConfig
@@ -41,47 +41,45 @@ class HistoryReader:
     async def page(
         self, room: Room, *, event: str | None = None, limit: int = 50,
         before: int | None = None, after: int | None = None,
+        subscriptions: Callable[[str], bool] | None = None,
     ) -> list[EventMessage]:
-        """Events in ascending seq: newest ``limit``, or a page after/before a seq."""
-        window = await self._broker.read(room.id, 0, partial=True) or []
-        kept = [m for m in self._capped(room, window) if event is None or m.event == event]
-        oldest_hot = window[0].seq if window else None
+        """Events in ascending seq: newest ``limit``, or a page after/before a seq.
+
+        ``subscriptions`` filters by event name before the limit is applied.
+        """
+
+        def wanted(message: EventMessage) -> bool:
+            return (event is None or message.event == event) and (
+                subscriptions is None or subscriptions(message.event))
+
+        hot = [m for m in await self._broker.recent(room.id) if wanted(m)]
+        oldest_hot = hot[0].seq if hot else None
         if after is not None:
-            result = [m for m in kept if m.seq > after][:limit]
-            older = await self._from_store(room, event, limit, after=after, below=oldest_hot)
+            result = [m for m in hot if m.seq > after][:limit]
+            older = await self._from_store(room, wanted, limit, after=after, below=oldest_hot)
             return (older + result)[:limit]
         if before is not None:
-            kept = [m for m in kept if m.seq < before]
-        result = kept[-limit:] if limit else []
+            hot = [m for m in hot if m.seq < before]
+        result = hot[-limit:] if limit else []
         missing = limit - len(result)
         if missing > 0:
-            below = min(x for x in (before, oldest_hot) if x is not None) if (
-                before is not None or oldest_hot is not None) else None
-            result = await self._from_store(room, event, missing, before=below) + result
+            bounds = [x for x in (before, oldest_hot) if x is not None]
+            below = min(bounds) if bounds else None
+            result = await self._from_store(room, wanted, missing, below=below) + result
         return result
 
     async def _from_store(
-        self, room: Room, event: str | None, limit: int, *, after: int | None = None,
-        before: int | None = None, below: int | None = None,
+        self, room: Room, wanted: Callable[[EventMessage], bool], limit: int, *,
+        after: int | None = None, below: int | None = None,
     ) -> list[EventMessage]:
+        """Older history from the store: events of names that keep history."""
         if self._store is None or limit <= 0:
             return []
-        bound = before if before is not None else below
         found = await self._store.query(
-            HistoryQuery(room.id, limit=limit, before=bound, after=after, event=event)
+            HistoryQuery(room.id, limit=limit * 4 + 16, before=below, after=after)
         )
-        return [m for m in found if self.depth(room, m.event) != 0 or not room.config.events]
-
-    def _capped(self, room: Room, window: Sequence[EventMessage]) -> list[EventMessage]:
-        counts: dict[str, int] = {}
-        kept: list[EventMessage] = []
-        for message in reversed(window):
-            seen = counts.get(message.event, 0) + 1
-            counts[message.event] = seen
-            if seen <= self.depth(room, message.event):
-                kept.append(message)
-        kept.reverse()
-        return kept
+        kept = [m for m in found if wanted(m) and self.depth(room, m.event) > 0]
+        return kept[:limit] if after is not None else kept[-limit:]
 
     async def recover(self, room: Room, since: Position) -> list[EventMessage] | None:
         """Every event after ``since``, or None if any is gone (never a partial replay)."""

@@ -132,9 +132,11 @@ class MembershipService:
             raise BadRequest("history must be between 0 and 1000")
         if not depth:
             return position, [], None
-        page = await self._history.page(room, limit=depth, before=position.seq + 1)
-        wanted = [m for m in page if subs is None or m.event in subs]
-        return position, wanted, None
+        page = await self._history.page(
+            room, limit=depth, before=position.seq + 1,
+            subscriptions=None if subs is None else subs.__contains__,
+        )
+        return position, page, None
 
     def _result(
         self, room: Room, subs: frozenset[str] | None, position: Position,

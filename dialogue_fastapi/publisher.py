@@ -14,6 +14,7 @@ from .config import DialogueConfig, Hooks
 from .errors import EventNotAllowed, NotInRoom, PayloadTooLarge, Unavailable
 from .events import EventDefinition
 from .handlers import HandlerRegistry
+from .history import HistoryReader
 from .hooks import fire
 from .pipeline import Middleware, PublishContext, apply_before_each, run_middleware
 from .rooms import Room
@@ -36,8 +37,9 @@ class Publisher:
 
     def __init__(
         self, config: DialogueConfig, broker: Broker, store: EventStore | None,
-        handlers: HandlerRegistry, hooks: Hooks,
+        handlers: HandlerRegistry, hooks: Hooks, history: HistoryReader,
     ) -> None:
+        self._history = history
         self._config = config
         self._broker = broker
         self._store = store
@@ -101,7 +103,9 @@ class Publisher:
 
     async def _commit(self, room: Room, message: EventMessage) -> tuple[EventMessage, bool]:
         try:
-            published = await self._broker.publish(message, self._config.recovery_window)
+            published = await self._broker.publish(
+                message, self._config.recovery_window, self._history.depth(room, message.event)
+            )
         except Exception as exc:
             logger.warning("broker publish failed for room %s: %s", room.id, exc)
             raise Unavailable("the broker is unavailable; retry later") from None

@@ -32,7 +32,7 @@ class Room:
             "events": events,
             "default_subscriptions": (
                 list(config.default_subscriptions)
-                if config.default_subscriptions is not None else events
+                if config.default_subscriptions is not None else (events or ["*"])
             ),
             "channels": list(config.channels),
             "created_by": self.created_by,

@@ -35,7 +35,9 @@ class Runtime:
         self.hub = Hub(self.broker)
         self.handlers = HandlerRegistry()
         self.history = HistoryReader(self.broker, self.store, config, config.max_recovery)
-        self.publisher = Publisher(config, self.broker, self.store, self.handlers, self.hooks)
+        self.publisher = Publisher(
+            config, self.broker, self.store, self.handlers, self.hooks, self.history
+        )
         self.membership = MembershipService(
             config, self.broker, self.hub, self.registry, self.history, self.hooks
         )

@@ -77,8 +77,14 @@ class Broker(Protocol):
         """Disconnect and release every resource."""
         ...
 
-    async def publish(self, message: EventMessage, window: int) -> Published:
-        """Assign the next seq, keep the newest ``window`` events, fan out."""
+    async def publish(self, message: EventMessage, window: int, history: int = 0) -> Published:
+        """Assign the next seq, keep the newest ``window`` events for recovery and the
+        newest ``history`` events of this name for history, then fan out. A repeated
+        (sender, idempotency key) in the window returns the original, ``duplicate``."""
+        ...
+
+    async def recent(self, room: str) -> list[EventMessage]:
+        """The room's hot history: per event name its newest ``history``, ascending seq."""
         ...
 
     async def subscribe(self, room: str) -> None:

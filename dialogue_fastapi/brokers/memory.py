@@ -64,13 +64,21 @@ class MemoryPresence:
 
 
 class _RoomLog:
-    __slots__ = ("epoch", "keys", "seq", "window")
+    __slots__ = ("epoch", "history", "keys", "seq", "window")
 
     def __init__(self) -> None:
         self.epoch = secrets.token_urlsafe(8)
         self.seq = 0
         self.window: deque[EventMessage] = deque()
-        self.keys: dict[str, EventMessage] = {}
+        self.keys: dict[tuple[str, str], EventMessage] = {}
+        self.history: dict[str, deque[EventMessage]] = {}
+
+
+def _key(message: EventMessage) -> tuple[str, str] | None:
+    """Idempotency keys belong to their sender: two users may both use "1"."""
+    if message.idempotency_key is None:
+        return None
+    return (message.from_, message.idempotency_key)
 
 
 class MemoryBroker:
@@ -96,9 +104,9 @@ class MemoryBroker:
             log = self._logs[room] = _RoomLog()
         return log
 
-    async def publish(self, message: EventMessage, window: int) -> Published:
+    async def publish(self, message: EventMessage, window: int, history: int = 0) -> Published:
         log = self._log(message.room)
-        key = message.idempotency_key
+        key = _key(message)
         if key is not None and key in log.keys:
             return Published(log.keys[key], duplicate=True)
         log.seq += 1
@@ -109,9 +117,14 @@ class MemoryBroker:
         if key is not None:
             log.keys[key] = message
         while len(log.window) > max(window, 1):
-            dropped = log.window.popleft()
-            if dropped.idempotency_key is not None:
-                log.keys.pop(dropped.idempotency_key, None)
+            dropped_key = _key(log.window.popleft())
+            if dropped_key is not None:
+                log.keys.pop(dropped_key, None)
+        if history > 0:
+            kept = log.history.get(message.event)
+            if kept is None or kept.maxlen != history:
+                kept = log.history[message.event] = deque(kept or (), maxlen=history)
+            kept.append(message)
         recipients = 0
         if self._on_event is not None and message.room in self._subscribed:
             recipients = self._on_event(message)
@@ -139,6 +152,14 @@ class MemoryBroker:
             return None
         first = log.window[0].seq
         return list(log.window)[max(after + 1 - first, 0):]
+
+    async def recent(self, room: str) -> list[EventMessage]:
+        log = self._logs.get(room)
+        if log is None:
+            return []
+        merged = [m for kept in log.history.values() for m in kept]
+        merged.sort(key=lambda m: m.seq)
+        return merged
 
     async def control(self, frame: dict[str, Any]) -> None:
         if self._on_control is not None:

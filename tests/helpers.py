@@ -1,0 +1,60 @@
+"""Small helpers shared by the protocol tests (users by token, hook recorders)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from starlette.requests import HTTPConnection
+
+from dialogue_fastapi import Identity
+from dialogue_fastapi.testing import LiveServer
+
+
+def authenticate(conn: HTTPConnection) -> Identity:
+    """Different users by ``?token=<user id>`` (the protocol allows a token query)."""
+    return Identity(conn.query_params["token"])
+
+
+def ws_as(srv: LiveServer, user: str, path: str = "/ws") -> str:
+    """The WebSocket URL of ``srv`` for ``user`` (with :func:`authenticate`)."""
+    return srv.ws_url(path) + "?token=" + user
+
+
+class Calls:
+    """Records hook calls; ``sync()`` and ``async_()`` build hooks of both kinds."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+        self._changed = asyncio.Event()
+
+    def named(self, name: str) -> list[tuple[Any, ...]]:
+        return [args for hook, args in self.calls if hook == name]
+
+    def _record(self, name: str, args: tuple[Any, ...]) -> None:
+        self.calls.append((name, args))
+        self._changed.set()
+
+    def sync(self, name: str, result: Any = None) -> Callable[..., Any]:
+        def hook(*args: Any) -> Any:
+            self._record(name, args)
+            return result
+
+        return hook
+
+    def async_(self, name: str, result: Any = None) -> Callable[..., Any]:
+        async def hook(*args: Any) -> Any:
+            await asyncio.sleep(0)
+            self._record(name, args)
+            return result
+
+        return hook
+
+    async def wait_for(self, name: str, count: int = 1, timeout: float = 2.0) -> list[tuple[Any, ...]]:
+        """Wait until ``name`` was called at least ``count`` times."""
+        async with asyncio.timeout(timeout):
+            while len(self.named(name)) < count:
+                self._changed.clear()
+                await self._changed.wait()
+        return self.named(name)
