@@ -123,9 +123,10 @@ class Connection:
         if self.closed:
             return False
         size = len(text)
-        if (
-            len(self._queue) >= self._limits.max_messages
-            or self._queued_bytes + size > self._limits.max_bytes
+        # one frame above the byte bound (a large recovery reply) still goes out when
+        # the queue is empty: the bound is about a backlog, not a single frame
+        if len(self._queue) >= self._limits.max_messages or (
+            self._queued_bytes + size > self._limits.max_bytes and self._queue
         ):
             self._overflow()
             return False

@@ -69,6 +69,10 @@ class RoomRegistry:
             error = {"code": exc.code, "message": exc.message, **exc.extra}
             await self._notify.emit("error", {"op": "error", "room": room.id, "error": error})
             return True
+        if room.excluded and not room.closed:  # "*" minus some: restore the exclusions
+            with contextlib.suppress(DialogueClientError):
+                await conn.request({"op": "unsubscribe", "room": room.id,
+                                    "events": sorted(room.excluded)})
         if room.closed:  # left while the rejoin was in flight
             with contextlib.suppress(DialogueClientError):
                 await conn.request({"op": "leave", "room": room.id})

@@ -43,6 +43,7 @@ class ClientRoom:
         self.id = room_id
         self.info: Frame = {}
         self.subscriptions: Subscriptions | None = None
+        self.excluded: frozenset[str] = frozenset()  # unsubscribed from "*"
         self._owner = owner
         self._seq: int | None = None
         self._epoch: str | None = None
@@ -90,8 +91,9 @@ class ClientRoom:
 
     async def publish(
         self, event: str, data: Any, *, meta: Frame | None = None, idempotency_key: str | None = None
-    ) -> int:
-        """Publish ``event`` with ``data``; returns the ``seq`` the server assigned."""
+    ) -> int | None:
+        """Publish ``event`` with ``data``; returns the ``seq`` the server assigned,
+        or None when a server middleware dropped the event (``dropped: true``)."""
         fields: Frame = {"event": event, "data": data}
         if meta is not None:
             fields["meta"] = meta
@@ -99,6 +101,8 @@ class ClientRoom:
             fields["idempotency_key"] = idempotency_key
         result = await self._request("publish", **fields)
         seq = result.get("seq")
+        if seq is None and result.get("dropped"):
+            return None
         if not isinstance(seq, int):
             raise DialogueClientError("INTERNAL", f"publish reply has no seq: {result!r}")
         return seq
@@ -106,13 +110,13 @@ class ClientRoom:
     async def subscribe(self, events: list[str] | Literal["*"]) -> Subscriptions | None:
         """Receive these events too; returns the room's subscriptions now."""
         result = await self._request("subscribe", events=events)
-        self._set_subscriptions(result.get("subscriptions"))
+        self._set_subscriptions(result.get("subscriptions"), result.get("excluded"))
         return self.subscriptions
 
     async def unsubscribe(self, events: list[str]) -> Subscriptions | None:
         """Stop receiving these events; returns the room's subscriptions now."""
         result = await self._request("unsubscribe", events=events)
-        self._set_subscriptions(result.get("subscriptions"))
+        self._set_subscriptions(result.get("subscriptions"), result.get("excluded"))
         return self.subscriptions
 
     async def history(
@@ -159,11 +163,13 @@ class ClientRoom:
             raise DialogueClientError("NOT_IN_ROOM", f"room {self.id!r} was left")
         return await self._owner.request(op, room=self.id, **fields)
 
-    def _set_subscriptions(self, value: object) -> None:
+    def _set_subscriptions(self, value: object, excluded: object = None) -> None:
         if value == "*":
             self.subscriptions = "*"
+            self.excluded = frozenset(str(v) for v in excluded) if isinstance(excluded, list) else frozenset()
         elif isinstance(value, list):
             self.subscriptions = [str(v) for v in value]
+            self.excluded = frozenset()
 
     def _since(self) -> Frame | None:
         if self._seq is None or self._epoch is None:
@@ -174,7 +180,7 @@ class ClientRoom:
         """Apply a join reply on the reader task, before any later live event."""
         if isinstance(result.get("room"), dict):
             self.info = result["room"]
-        self._set_subscriptions(result.get("subscriptions"))
+        self._set_subscriptions(result.get("subscriptions"), sorted(self.excluded))  # kept across rejoins
         position = result.get("position")
         seq = position.get("seq") if isinstance(position, dict) else None
         epoch = position.get("epoch") if isinstance(position, dict) else None
@@ -204,7 +210,7 @@ class ClientRoom:
                 logger.debug("room %r: skipping duplicate seq %d", self.id, seq)
                 return
             self._seq = seq
-        if self.closed:
+        if self.closed or envelope.get("event") in self.excluded:
             return
         if not self._started:
             self._backlog.append(envelope)
