@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -106,7 +108,8 @@ class Connection:
         self._queue: deque[str | _Close] = deque()
         self._queued_bytes = 0
         self._wake = asyncio.Event()
-        self.closing = asyncio.Event()
+        self.last_seen = time.monotonic()
+        self.on_close: Callable[[], None] | None = None
 
     @property
     def user_id(self) -> str:
@@ -151,7 +154,8 @@ class Connection:
         self.closed = True
         self.close_code = code
         self._wake.set()
-        self.closing.set()
+        if self.on_close is not None:
+            self.on_close()
 
     def _overflow(self) -> None:
         logger.warning(

@@ -17,18 +17,22 @@ from .errors import CloseCode
 from .origins import origin_allowed
 from .rest import build_rest_routes
 from .runtime import Runtime
-from .session import WebSocketSession, WebSocketTransport
+from .session import IdleSweeper, WebSocketSession, WebSocketTransport
 
 
 def build_router(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
     """A fresh router; its lifespan starts and stops the runtime."""
 
+    sweeper = IdleSweeper(rt)
+
     @asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
         await rt.start()
+        sweeper.start()
         try:
             yield
         finally:
+            await sweeper.stop()
             await rt.stop()
 
     router = APIRouter(lifespan=lifespan)

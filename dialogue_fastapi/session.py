@@ -62,50 +62,71 @@ class WebSocketSession:
         self.rt = runtime
         self.ws = websocket
         self.conn = conn
-        self.last_seen = time.monotonic()
+        self._writer: asyncio.Task[None] | None = None
+        self._cutter: asyncio.Task[None] | None = None
+        self._cut = False
 
     async def run(self) -> None:
+        """Read in this task, write in one more: two tasks a connection, so that
+        thousands of idle connections stay cheap for memory and the collector."""
         conn, config = self.conn, self.rt.config
         conn.send_frame({"op": "hello", "client_id": conn.client_id, "user_id": conn.user_id,
                          "protocol": 1, "heartbeat": config.heartbeat})
         await self.rt.connected(conn)
-        writer = asyncio.create_task(conn.run_writer())
-        tasks: list[asyncio.Task[Any]] = [writer, asyncio.create_task(self._read())]
-        if config.idle_timeout() is not None:
-            tasks.append(asyncio.create_task(self._watch_idle()))
-        tasks.append(asyncio.create_task(conn.closing.wait()))
+        writer = self._writer = asyncio.create_task(conn.run_writer())
+        reader = asyncio.current_task()
+        conn.on_close = lambda: self._start_cut(reader)
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            if conn.closed and not writer.done():
-                # let the writer send what is queued, the disconnect frame and the close;
-                # a peer that reads nothing (slow consumer) is cut after the grace period
-                await asyncio.wait([writer], timeout=CLOSE_GRACE)
-                if not writer.done():
-                    writer.cancel()
-                    with contextlib.suppress(Exception, asyncio.CancelledError):
-                        await asyncio.wait_for(
-                            conn.transport.close(conn.close_code or CloseCode.NORMAL, "closed"),
-                            CLOSE_GRACE)
+            await self._read()
+        except asyncio.CancelledError:
+            if not self._cut or reader is None:
+                raise
+            reader.uncancel()
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            conn.on_close = None
+            if conn.closed and not writer.done():
+                # the writer still sends what is queued, the disconnect frame and the close
+                await asyncio.wait([writer], timeout=CLOSE_GRACE)
+            for task in (writer, self._cutter):
+                if task is not None and task is not reader:
+                    task.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
             await self.rt.disconnected(conn)
 
+    def _start_cut(self, reader: asyncio.Task[Any] | None) -> None:
+        if self._cutter is None:
+            self._cutter = asyncio.create_task(self._cut_when_stuck(reader))
+
+    async def _cut_when_stuck(self, reader: asyncio.Task[Any] | None) -> None:
+        """A server-side close must end the session even if the peer reads nothing."""
+        writer = self._writer
+        if writer is not None:
+            await asyncio.wait([writer], timeout=CLOSE_GRACE)
+            if not writer.done():  # stuck on a peer that reads nothing (slow consumer)
+                writer.cancel()
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.wait_for(
+                        self.conn.transport.close(self.conn.close_code or CloseCode.NORMAL,
+                                                  "closed"), CLOSE_GRACE)
+        await asyncio.sleep(CLOSE_GRACE)  # time for the peer's close to reach the reader
+        if reader is not None and not reader.done():
+            self._cut = True
+            reader.cancel()
+
     async def _read(self) -> None:
-        receive = self.ws.receive
+        receive, conn = self.ws.receive, self.conn
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
                 return
-            self.last_seen = time.monotonic()
+            conn.last_seen = time.monotonic()
             text = message.get("text")
             if text is None:
-                self.conn.close(CloseCode.PROTOCOL_VIOLATION,
-                                "binary frames are not part of protocol v1; send JSON text")
+                conn.close(CloseCode.PROTOCOL_VIOLATION,
+                           "binary frames are not part of protocol v1; send JSON text")
                 return
             await self._handle(text)
-            if self.conn.closed:
+            if conn.closed:
                 return
 
     async def _handle(self, text: str) -> None:
@@ -173,12 +194,32 @@ class WebSocketSession:
         else:
             self.conn.send_frame({"id": cmd_id, "ok": False, "error": error.to_dict()})
 
-    async def _watch_idle(self) -> None:
-        timeout = self.rt.config.idle_timeout() or 0.0
+
+class IdleSweeper:
+    """One task for the whole node closes connections silent past the idle timeout
+    (4002), instead of a watcher task per connection."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        timeout = self.rt.config.idle_timeout()
+        if timeout is not None and self._task is None:
+            self._task = asyncio.create_task(self._sweep(timeout))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _sweep(self, timeout: float) -> None:
+        period = min(max(timeout / 4, 0.05), 5.0)
         while True:
-            remaining = self.last_seen + timeout - time.monotonic()
-            if remaining <= 0:
-                self.conn.close(CloseCode.HEARTBEAT_TIMEOUT,
-                                f"no frame from the client for {timeout:g} s; send 'ping'")
-                return
-            await asyncio.sleep(remaining)
+            await asyncio.sleep(period)
+            deadline = time.monotonic() - timeout
+            for conn in list(self.rt.hub.connections.values()):
+                if conn.transport.kind == "websocket" and conn.last_seen < deadline:
+                    conn.close(CloseCode.HEARTBEAT_TIMEOUT,
+                               f"no frame from the client for {timeout:g} s; send 'ping'")

@@ -1,0 +1,150 @@
+"""Server subprocesses for the benchmark: start pinned to one CPU, read /proc, always kill."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
+APPS = {"baseline": "baseline_server:app", "dialogue": "dialogue_server:app"}
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PR_SET_PDEATHSIG = 1
+
+
+class ServerError(RuntimeError):
+    """The server did not come up (its log tail is in the message)."""
+
+
+class ServerProcess:
+    """A running uvicorn subprocess and what /proc says about it."""
+
+    def __init__(self, kind: str, proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
+        self.kind, self.proc, self.port, self.log = kind, proc, port, log
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def cpu_seconds(self) -> float:
+        """utime + stime of the server process, in seconds."""
+        stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
+        fields = stat.rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat(5)
+
+    def rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise ServerError("no VmRSS in /proc status")
+
+    def log_tail(self, lines: int = 30) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _pin_and_tie(cpu: int | None) -> Callable[[], None]:
+    def preexec() -> None:
+        if cpu is not None:
+            os.sched_setaffinity(0, {cpu})
+        # die with the benchmark even if it is SIGKILLed
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+    return preexec
+
+
+def server_command(kind: str, port: int) -> list[str]:
+    return [
+        sys.executable, "-m", "uvicorn", APPS[kind],
+        "--app-dir", str(BENCH_DIR),
+        "--host", "127.0.0.1", "--port", str(port),
+        "--ws", "websockets-sansio",
+        "--log-level", "warning", "--no-access-log",
+    ]  # fmt: skip
+
+
+async def _wait_listening(server: ServerProcess, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise ServerError(f"{server.kind} exited ({server.proc.returncode}):\n{server.log_tail()}")
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        except OSError:
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        return
+    raise ServerError(f"{server.kind} not listening after {timeout}s:\n{server.log_tail()}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=3)
+
+
+@asynccontextmanager
+async def running_server(
+    kind: str, cpu: int | None, startup_timeout: float = 20.0
+) -> AsyncIterator[ServerProcess]:
+    """Start ``kind`` on a free 127.0.0.1 port pinned to ``cpu``; kill it on exit, whatever happens."""
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_DIR), os.environ.get("PYTHONPATH")]))
+    )
+    with tempfile.NamedTemporaryFile(prefix=f"fanout-{kind}-", suffix=".log", delete=False) as log:
+        log_path = Path(log.name)
+    for attempt in range(3):  # the free port can be taken between probe and bind
+        port = free_port()
+        with log_path.open("wb") as out:
+            proc = subprocess.Popen(
+                server_command(kind, port),
+                cwd=REPO_DIR,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_pin_and_tie(cpu),
+            )
+        server = ServerProcess(kind, proc, port, log_path)
+        try:
+            await _wait_listening(server, startup_timeout)
+        except ServerError:
+            _stop(proc)
+            if attempt == 2 or "address already in use" not in server.log_tail().lower():
+                raise
+            continue
+        except BaseException:
+            _stop(proc)
+            raise
+        break
+    try:
+        yield server
+    finally:
+        _stop(proc)
+        tail = server.log_tail(8)
+        if tail.strip():  # --log-level warning: anything here deserves a look
+            print(
+                f"    [{kind} server log, last lines]\n" + "\n".join(f"      {x}" for x in tail.splitlines())
+            )
+        log_path.unlink(missing_ok=True)
