@@ -42,6 +42,21 @@ CallNext = Callable[[PublishContext], Awaitable[EventMessage | None]]
 Middleware = Callable[[PublishContext, CallNext], Awaitable[EventMessage | None]]
 
 
+async def guarded(what: str, call: Callable[[], Awaitable[Any]]) -> Any:
+    """Run user code: ``Reject`` becomes its protocol error, a crash becomes
+    ``INTERNAL`` with a correlation id that is also in the log line."""
+    try:
+        return await call()
+    except Reject as exc:
+        raise error_for_code(exc.code, exc.reason, reason=exc.reason) from None
+    except DialogueError:
+        raise
+    except Exception:
+        cid = correlation_id()
+        logger.exception("%s failed [%s]", what, cid)
+        raise InternalError(f"{what} failed; correlation id {cid}", correlation_id=cid) from None
+
+
 async def run_middleware(
     ctx: PublishContext, chain: list[Middleware], final: CallNext
 ) -> EventMessage | None:
@@ -58,20 +73,11 @@ async def run_middleware(
             called = True
             return await step(index + 1, next_ctx)
 
-        try:
-            result = await middleware(current, call_next)
-        except Reject as exc:
-            raise error_for_code(exc.code, exc.reason, reason=exc.reason) from None
-        except DialogueError:
-            raise
-        except Exception:
-            cid = correlation_id()
-            logger.exception("middleware %r failed [%s]", middleware, cid)
-            raise InternalError(
-                f"a middleware failed; correlation id {cid}", correlation_id=cid
-            ) from None
+        name = getattr(middleware, "__name__", repr(middleware))
+        result: EventMessage | None = await guarded(
+            f"middleware {name}", lambda: middleware(current, call_next)
+        )
         if not called and not current.dropped:
-            name = getattr(middleware, "__name__", repr(middleware))
             raise Blocked(
                 f"middleware {name} neither called call_next nor dropped the event",
                 reason="not passed on by middleware",
@@ -87,17 +93,7 @@ async def apply_before_each(
     """``before_each`` returns the (changed) message, None to keep it, or raises Reject."""
     if hook is None:
         return message
-    try:
-        result = await call_maybe_async(hook, message, identity)
-    except Reject as exc:
-        raise error_for_code(exc.code, exc.reason, reason=exc.reason) from None
-    except DialogueError:
-        raise
-    except Exception:
-        cid = correlation_id()
-        logger.exception("before_each failed [%s]", cid)
-        raise InternalError(f"before_each failed; correlation id {cid}",
-                            correlation_id=cid) from None
+    result = await guarded("before_each", lambda: call_maybe_async(hook, message, identity))
     if result is False:
         raise Blocked("blocked by before_each", reason="blocked by before_each")
     return message if result is None or result is True else result
