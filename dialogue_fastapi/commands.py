@@ -50,6 +50,9 @@ class HistoryCommand(RoomCommand):
     limit: int = Field(default=50, ge=1, le=1000)
     before: int | None = Field(default=None, ge=0)
     after: int | None = Field(default=None, ge=0)
+    sender: str | None = Field(default=None, max_length=256)
+    since_ts: int | None = Field(default=None, ge=0)
+    until_ts: int | None = Field(default=None, ge=0)
 
 
 class CreateRoomCommand(RoomCommand):

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .config_env import ENV_SETTINGS as ENV_SETTINGS
+from .config_env import env_overrides as env_overrides
+from .config_env import resolve_room_events as resolve_room_events
 from .events import EventDefinition
 
 Channel = Literal["websocket", "sse", "webpush"]
@@ -90,6 +92,9 @@ class RoomConfig(_Frozen):
         default=False, description="send presence_join/presence_leave frames to members"
     )
     retention: Retention | None = Field(default=None, description="stored-event retention override")
+    durable: bool | None = Field(
+        default=None, description="ack publishes after the store's commit; None: the global setting"
+    )
 
     def event(self, name: str) -> EventDefinition | None:
         for definition in self.events:
@@ -150,6 +155,34 @@ class DialogueConfig(_Frozen):
     metrics: Any = Field(default=False, description="Prometheus metrics (later release)")
     push: Any = Field(default=None, description="push notifications (later release)")
     retention: Retention | None = Field(default=None, description="stored-event retention")
+    durable: bool = Field(
+        default=False, description="ack every publish only after the store committed it"
+    )
+    write_batch_size: int = Field(
+        default=500, ge=1, le=10_000, description="most events written to the store in one batch"
+    )
+    write_interval: float = Field(
+        default=0.05, ge=0, description="seconds a partial batch waits for more events"
+    )
+    write_max_pending: int = Field(
+        default=100_000, ge=1,
+        description="events held in memory while the database is unreachable; then UNAVAILABLE",
+    )
+    durable_timeout: float = Field(
+        default=5.0, gt=0, description="seconds a durable publish waits for the commit"
+    )
+    audit_rejections: bool = Field(
+        default=False, description="also store refused publishes (code, reason) in the audit trail"
+    )
+    retention_interval: float = Field(
+        default=60.0, gt=0, description="seconds between retention passes"
+    )
+    retention_batch: int = Field(
+        default=1000, ge=1, description="most rows one retention statement deletes"
+    )
+    outbox_interval: float = Field(
+        default=1.0, gt=0, description="seconds between outbox relay passes (publish_in)"
+    )
     allowed_origins: list[str] = Field(
         default_factory=list,
         description="browser origins allowed besides same-origin; '*' allows any",
@@ -194,47 +227,14 @@ class DialogueConfig(_Frozen):
                 raise ValueError(f"room id {room_id!r}: use letters, digits and _.:@-")
         return rooms
 
+    @model_validator(mode="after")
+    def _audit_needs_a_store(self) -> DialogueConfig:
+        if self.audit_rejections and self.persistence is None:
+            raise ValueError("audit_rejections=True needs persistence (a database URL or a store)")
+        return self
+
     def idle_timeout(self) -> float | None:
         if self.heartbeat <= 0:
             return None
         return self.heartbeat_timeout or self.heartbeat * 3
 
-
-ENV_SETTINGS: dict[str, str] = {
-    "DIALOGUE_BROKER_URL": "broker",
-    "DIALOGUE_DATABASE_URL": "persistence",
-    "DIALOGUE_ALLOWED_ORIGINS": "allowed_origins",
-    "DIALOGUE_ALLOW_ANONYMOUS": "allow_anonymous",
-    "DIALOGUE_MAX_MESSAGE_SIZE": "max_message_size",
-    "DIALOGUE_SEND_QUEUE_MAX_MESSAGES": "send_queue_max_messages",
-    "DIALOGUE_SEND_QUEUE_MAX_BYTES": "send_queue_max_bytes",
-    "DIALOGUE_HEARTBEAT": "heartbeat",
-    "DIALOGUE_RECOVERY_WINDOW": "recovery_window",
-}
-
-
-def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
-    """Deployment settings read from ``DIALOGUE_*`` environment variables."""
-    source = os.environ if environ is None else environ
-    found: dict[str, Any] = {}
-    for var, field_name in ENV_SETTINGS.items():
-        raw = source.get(var)
-        if raw is None or raw == "":
-            continue
-        if field_name == "allowed_origins":
-            found[field_name] = [item.strip() for item in raw.split(",") if item.strip()]
-        else:
-            found[field_name] = raw
-    return found
-
-
-def resolve_room_events(
-    raw: dict[str, Any], events: Sequence[EventDefinition]
-) -> dict[str, Any]:
-    """TOML rooms name their events; swap the names for the definitions."""
-    by_name = {definition.name: definition for definition in events}
-    names = raw.get("events") or []
-    missing = [name for name in names if isinstance(name, str) and name not in by_name]
-    if missing:
-        raise ValueError(f"rooms name undefined events {missing}: pass them in events=[...]")
-    return {**raw, "events": [by_name[n] if isinstance(n, str) else n for n in names]}

@@ -6,6 +6,7 @@ import asyncio
 import time
 import tomllib
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,11 @@ from .auth import build_auth_dependency
 from .config import DialogueConfig, RoomConfig, env_overrides, resolve_room_events
 from .events import EventDefinition, event_name
 from .handlers import Handler
+from .persistence_api import audit, publish_in, to_ms
 from .rooms import Room
 from .routing import build_router
 from .runtime import Runtime
+from .stores.base import AuditEntry, AuditQuery
 from .types import EventMessage, Position, PresenceEntry
 
 
@@ -111,13 +114,61 @@ class Dialogue:
 
     async def history(
         self, room_id: str, event: EventDefinition | str | None = None, *, limit: int = 50,
-        before: int | None = None, after: int | None = None,
+        before: int | None = None, after: int | None = None, sender: str | None = None,
+        since: datetime | int | None = None, until: datetime | int | None = None,
     ) -> list[EventMessage]:
+        """A page of history, ascending seq: hot history first, then the store.
+
+        ``since``/``until`` bound ``ts`` (a datetime or ms since the epoch, inclusive).
+        """
         rt = self._runtime
         return await rt.history.page(
             rt.registry.get(room_id), event=None if event is None else event_name(event),
-            limit=limit, before=before, after=after,
+            limit=limit, before=before, after=after, sender=sender,
+            since_ts=to_ms(since), until_ts=to_ms(until),
         )
+
+    async def publish_in(
+        self, session: Any, room_id: str, event: EventDefinition | str, data: Any, *,
+        from_: str = "server", meta: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> EventMessage | None:
+        """Publish inside your SQLAlchemy ``AsyncSession``'s transaction (needs the SQL store).
+
+        Validated and run through middleware now; delivered (seq, fan-out) only
+        after the transaction commits, once; nothing happens on rollback.
+        Returns the message (``seq`` 0 until delivered), or None if dropped.
+        """
+        return await publish_in(self._runtime, session, room_id, event_name(event), data,
+                                from_=from_, meta=meta, idempotency_key=idempotency_key)
+
+    async def audit(
+        self, room_id: str | None = None, *, event: EventDefinition | str | None = None,
+        sender: str | None = None, since: datetime | int | None = None,
+        until: datetime | int | None = None, outcome: str = "all", limit: int = 100,
+    ) -> list[AuditEntry]:
+        """The audit trail (needs persistence): accepted (stored) events and, with
+        ``audit_rejections=True``, refused ones; ``outcome`` is ``"accepted"``,
+        ``"rejected"`` or ``"all"``. The newest ``limit``, ascending ``ts``."""
+        return await audit(self._runtime, AuditQuery(
+            room=room_id, event=None if event is None else event_name(event), sender=sender,
+            since_ts=to_ms(since), until_ts=to_ms(until), outcome=outcome, limit=limit,
+        ))
+
+    async def flush(self) -> None:
+        """Wait until every event published so far is in the store (write-behind drained)."""
+        if self._runtime.writer is not None:
+            await self._runtime.writer.flush()
+
+    async def set_room_state(self, room_id: str, state: Any) -> None:
+        """Replace the room's state (any JSON); persisted when there is a store."""
+        self._runtime.registry.get(room_id)
+        await self._runtime.states.set(room_id, state)
+
+    async def get_room_state(self, room_id: str) -> Any:
+        """The room's state, or None."""
+        self._runtime.registry.get(room_id)
+        return await self._runtime.states.get(room_id)
 
     async def position(self, room_id: str) -> Position:
         self._runtime.registry.get(room_id)

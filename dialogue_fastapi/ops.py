@@ -87,7 +87,8 @@ async def op_history(rt: Runtime, conn: Connection, frame: dict[str, Any], _: Re
     room = rt.registry.get(cmd.room)
     _joined(conn, cmd.room, "read its history")
     events = await rt.history.page(room, event=cmd.event, limit=cmd.limit,
-                                   before=cmd.before, after=cmd.after)
+                                   before=cmd.before, after=cmd.after, sender=cmd.sender,
+                                   since_ts=cmd.since_ts, until_ts=cmd.until_ts)
     position = await rt.broker.position(cmd.room)
     return {"events": [m.to_wire() for m in events], "position": position.to_dict()}
 

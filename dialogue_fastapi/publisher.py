@@ -1,4 +1,10 @@
-"""Publishing an event: validation, the middleware chain, then the broker."""
+"""Publishing an event: validation, the middleware chain, then the broker and the store.
+
+With persistence, a place in the write-behind queue is reserved before the
+broker assigns a seq (so a full queue refuses with ``UNAVAILABLE`` before
+anything is delivered); a durable room's publish is acknowledged after the
+store's commit.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +17,15 @@ import orjson
 
 from .brokers.base import Broker
 from .config import DialogueConfig, Hooks
-from .errors import EventNotAllowed, NotInRoom, PayloadTooLarge, Unavailable
+from .errors import DialogueError, EventNotAllowed, NotInRoom, PayloadTooLarge, Unavailable
 from .events import EventDefinition
 from .handlers import HandlerRegistry
 from .history import HistoryReader
 from .hooks import fire
 from .pipeline import Middleware, PublishContext, apply_before_each, run_middleware
 from .rooms import Room
-from .stores.base import EventStore
+from .stores.base import Rejection
+from .stores.write_behind import WriteBehind
 from .types import EventMessage, Identity
 
 logger = logging.getLogger("dialogue_fastapi")
@@ -36,13 +43,13 @@ class Publisher:
     """Runs the pipeline and hands accepted events to the broker."""
 
     def __init__(
-        self, config: DialogueConfig, broker: Broker, store: EventStore | None,
+        self, config: DialogueConfig, broker: Broker, writer: WriteBehind | None,
         handlers: HandlerRegistry, hooks: Hooks, history: HistoryReader,
     ) -> None:
         self._history = history
         self._config = config
         self._broker = broker
-        self._store = store
+        self._writer = writer
         self._handlers = handlers
         self._hooks = hooks
         self._global_events = {d.name: d for d in config.events}
@@ -60,12 +67,43 @@ class Publisher:
             )
         return definition
 
+    def durable(self, room: Room) -> bool:
+        """Whether a publish in ``room`` is acknowledged only after the store committed it."""
+        own = room.config.durable
+        return self._config.durable if own is None else own
+
     async def publish(
         self, room: Room, event: str, data: Any, *, identity: Identity | None,
         transport: str, client_id: str | None = None, joined: bool | None = None,
         meta: dict[str, Any] | None = None, idempotency_key: str | None = None,
     ) -> PublishResult:
         """Run the whole pipeline; raises a DialogueError with the protocol code."""
+        try:
+            return await self._run(room, event, data, identity=identity, transport=transport,
+                                   client_id=client_id, joined=joined, meta=meta,
+                                   idempotency_key=idempotency_key, commit=True)
+        except DialogueError as exc:
+            self._record_rejection(room, event, data, identity, meta, exc)
+            raise
+
+    async def prepare(
+        self, room: Room, event: str, data: Any, *, identity: Identity | None,
+        meta: dict[str, Any] | None = None, idempotency_key: str | None = None,
+    ) -> EventMessage | None:
+        """The pipeline without the broker: the accepted message (None if a middleware dropped it)."""
+        try:
+            outcome = await self._run(room, event, data, identity=identity, transport="server",
+                                      client_id=None, joined=None, meta=meta,
+                                      idempotency_key=idempotency_key, commit=False)
+        except DialogueError as exc:
+            self._record_rejection(room, event, data, identity, meta, exc)
+            raise
+        return outcome.message
+
+    def _message(
+        self, room: Room, event: str, data: Any, identity: Identity | None, joined: bool | None,
+        meta: dict[str, Any] | None, idempotency_key: str | None,
+    ) -> EventMessage:
         size = len(orjson.dumps(data))
         if size > self._config.max_message_size:
             raise PayloadTooLarge(
@@ -75,12 +113,19 @@ class Publisher:
             raise NotInRoom(f"join room '{room.id}' before publishing to it")
         definition = self.definition(room, event)
         value = definition.validate(data) if definition is not None else data
-        message = EventMessage(
+        return EventMessage(
             room=room.id, event=event, data=value,
             from_=identity.user_id if identity is not None else "server",
             ts=int(time.time() * 1000), meta=dict(meta or {}),
             idempotency_key=idempotency_key,
         )
+
+    async def _run(
+        self, room: Room, event: str, data: Any, *, identity: Identity | None, transport: str,
+        client_id: str | None, joined: bool | None, meta: dict[str, Any] | None,
+        idempotency_key: str | None, commit: bool,
+    ) -> PublishResult:
+        message = self._message(room, event, data, identity, joined, meta, idempotency_key)
         ctx = PublishContext(message, room, identity, transport, client_id)
         chain = self._global_middleware + list(room.config.middleware)
         duplicate = False
@@ -90,7 +135,9 @@ class Publisher:
             accepted = await apply_before_each(
                 self._hooks.before_each, current.message, current.identity
             )
-            published, duplicate = await self._commit(room, accepted)
+            if not commit:
+                return accepted
+            published, duplicate = await self.commit(room, accepted)
             return published
 
         if chain:
@@ -101,25 +148,59 @@ class Publisher:
             return PublishResult(None)
         return PublishResult(result, duplicate)
 
-    async def _commit(self, room: Room, message: EventMessage) -> tuple[EventMessage, bool]:
+    async def commit(
+        self, room: Room, message: EventMessage, *, durable: bool | None = None
+    ) -> tuple[EventMessage, bool]:
+        """Publish an accepted message: broker (seq, fan-out), store, handlers, ``after_each``."""
+        durable = self.durable(room) if durable is None else durable
+        writer = self._writer
+        if writer is not None:
+            writer.reserve(durable)  # UNAVAILABLE before publishing if it could not be stored
         try:
             published = await self._broker.publish(
                 message, self._config.recovery_window, self._history.depth(room, message.event)
             )
         except Exception as exc:
+            if writer is not None:
+                writer.release()
             logger.warning("broker publish failed for room %s: %s", room.id, exc)
             raise Unavailable("the broker is unavailable; retry later") from None
         if published.duplicate:
+            if writer is not None:
+                writer.release()
+                if durable:
+                    await writer.wait_stored(published.message)
             return published.message, True
         stored = published.message
-        if self._store is not None:
-            try:
-                await self._store.append([stored])
-            except Exception:
-                logger.exception("store append failed for %s seq %d", room.id, stored.seq)
+        not_stored: Unavailable | None = None
+        if writer is not None:
+            future = writer.put(stored, durable)
+            if future is not None:
+                try:
+                    await writer.wait(future, f"event seq {stored.seq}")
+                except Unavailable as exc:
+                    not_stored = exc  # delivered already: handlers still run once
         await self._handlers.run(stored)
         recipients = published.recipients
         if recipients is None:
             recipients = await self._broker.presence.count(room.id)
         await fire("after_each", self._hooks.after_each, stored, recipients)
+        if not_stored is not None:
+            raise not_stored
         return stored, False
+
+    def _record_rejection(
+        self, room: Room, event: str, data: Any, identity: Identity | None,
+        meta: dict[str, Any] | None, error: DialogueError,
+    ) -> None:
+        if not self._config.audit_rejections or self._writer is None:
+            return
+        if isinstance(error, Unavailable):
+            return  # not a refusal of the event: the backend is down
+        self._writer.record(Rejection(
+            room=room.id, event=str(event)[:128],
+            sender=identity.user_id if identity is not None else "server",
+            ts=int(time.time() * 1000), code=error.code, reason=error.message,
+            data=None if isinstance(error, PayloadTooLarge) else data,
+            meta=dict(meta) if isinstance(meta, dict) else {},
+        ))

@@ -124,10 +124,14 @@ def build_rest_routes(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
         before: Annotated[int | None, Query(ge=0)] = None,
         after: Annotated[int | None, Query(ge=0)] = None,
+        sender: Annotated[str | None, Query(max_length=256)] = None,
+        since_ts: Annotated[int | None, Query(ge=0, description="ts >= this (ms)")] = None,
+        until_ts: Annotated[int | None, Query(ge=0, description="ts <= this (ms)")] = None,
     ) -> dict[str, Any]:
         await may_access(user, room)
         found = await rt.history.page(rt.registry.get(room), event=event, limit=limit,
-                                      before=before, after=after)
+                                      before=before, after=after, sender=sender,
+                                      since_ts=since_ts, until_ts=until_ts)
         position = await rt.broker.position(room)
         return {"events": [m.to_wire() for m in found], "position": position.to_dict()}
 
@@ -158,6 +162,8 @@ def build_rest_routes(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
     @router.get("/ready", response_model=Health, responses={503: {"model": Health}})
     async def ready() -> Any:
         checks = {"started": rt.started, "broker": await _safe(rt.broker.healthy())}
+        if rt.writer is not None:  # the store's writer: running and not failing
+            checks["store"] = rt.writer.healthy
         ok = all(checks.values())
         body = {"status": "ok" if ok else "unavailable", "checks": checks}
         return body if ok else JSONResponse(body, status_code=503)

@@ -1,15 +1,44 @@
-"""Creating and deleting rooms at runtime, by the application or by clients."""
+"""Creating and deleting rooms at runtime, by the application or by clients.
+
+With a store that keeps rooms, a runtime room's declarative settings (the
+protocol's room spec plus ``durable`` and ``retention``) are saved through
+the write-behind queue and come back on the next start (:meth:`RoomAdmin.restore`).
+Callables (room middleware) cannot be stored: a restored room has none.
+"""
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from .brokers.base import Broker
-from .config import ROOM_ID_PATTERN, DialogueConfig, Hooks, RoomConfig
+from .config import ROOM_ID_PATTERN, DialogueConfig, Hooks, Retention, RoomConfig
 from .errors import BadRequest, EventNotAllowed, Forbidden, RoomExists
 from .events import EventDefinition
 from .hooks import fire
-from .rooms import Room, RoomRegistry, room_spec
-from .stores.base import EventStore
+from .room_state import RoomStates
+from .rooms import Room, RoomRegistry, room_from_spec, room_spec
+from .stores.write_behind import WriteBehind
 from .types import Identity
+
+logger = logging.getLogger("dialogue_fastapi")
+
+
+def stored_spec(room: Room) -> dict[str, Any]:
+    """What the store keeps of a runtime room."""
+    retention = room.config.retention
+    return {**room_spec(room), "durable": room.config.durable,
+            "retention": None if retention is None else retention.model_dump()}
+
+
+def room_from_stored(spec: dict[str, Any], events: dict[str, EventDefinition]) -> Room:
+    room = room_from_spec(spec, events)
+    retention = spec.get("retention")
+    config = room.config.model_copy(update={
+        "durable": spec.get("durable"),
+        "retention": Retention(**retention) if retention else None,
+    })
+    return Room(room.id, config, room.created_by, runtime=True)
 
 
 class RoomAdmin:
@@ -17,12 +46,13 @@ class RoomAdmin:
 
     def __init__(
         self, config: DialogueConfig, registry: RoomRegistry, broker: Broker,
-        store: EventStore | None, hooks: Hooks,
+        writer: WriteBehind | None, hooks: Hooks, states: RoomStates | None = None,
     ) -> None:
         self._config = config
         self._registry = registry
         self._broker = broker
-        self._store = store
+        self._writer = writer
+        self._states = states
         self._hooks = hooks
         self.events: dict[str, EventDefinition] = {d.name: d for d in config.events}
         for room_config in config.rooms.values():
@@ -63,6 +93,8 @@ class RoomAdmin:
         if room_id in self._registry:
             raise RoomExists(f"room '{room_id}' already exists")
         room = Room(room_id, config, created_by, runtime=True)
+        if self._writer is not None and self._writer.rooms is not None:
+            await self._writer.save_room(room_id, stored_spec(room))  # UNAVAILABLE: nothing created
         self._registry.add(room)
         await self._broker.control({
             "type": "room_created", "spec": room_spec(room), "_room": room,
@@ -82,6 +114,26 @@ class RoomAdmin:
         await self._broker.control({"type": "room_deleted", "room": room_id})
         self._registry.remove(room_id)
         await self._broker.drop_room(room_id)
-        if self._store is not None:
-            await self._store.delete_room(room_id)
+        if self._writer is not None:
+            await self._writer.delete_room(room_id)
+        if self._states is not None:
+            self._states.forget(room_id)
         await fire("on_room_deleted", self._hooks.on_room_deleted, room_id)
+
+    async def restore(self) -> list[Room]:
+        """Bring back the runtime rooms the store keeps (config rooms win over a stored one)."""
+        if self._writer is None:
+            return []
+        restored: list[Room] = []
+        for room_id, spec in (await self._writer.load_rooms()).items():
+            if room_id in self._registry:
+                continue
+            missing = [e for e in spec.get("events", []) if e not in self.events]
+            if missing:  # restoring it without them could turn it into an any-event room
+                logger.warning("runtime room %r is not restored: its events %s are no longer "
+                               "defined (pass them in events=[...])", room_id, missing)
+                continue
+            room = room_from_stored(spec, self.events)
+            self._registry.add(room)
+            restored.append(room)
+        return restored

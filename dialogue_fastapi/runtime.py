@@ -15,10 +15,14 @@ from .history import HistoryReader
 from .hooks import fire
 from .hub import Hub
 from .membership import MembershipService
+from .outbox import OutboxRelay
 from .publisher import Publisher
+from .retention import RetentionTask
 from .room_admin import RoomAdmin
+from .room_state import RoomStates
 from .rooms import RoomRegistry
-from .stores import EventStore, store_from_config
+from .stores import EventStore, PrunableStore, store_from_config
+from .stores.write_behind import WriteBehind
 
 logger = logging.getLogger("dialogue_fastapi")
 
@@ -31,17 +35,33 @@ class Runtime:
         self.hooks = config.hooks
         self.broker: Broker = broker_from_config(config.broker)
         self.store: EventStore | None = store_from_config(config.persistence)
+        self.writer: WriteBehind | None = None
+        if self.store is not None:
+            self.writer = WriteBehind(
+                self.store, self._epoch_of, batch_size=config.write_batch_size,
+                interval=config.write_interval, max_pending=config.write_max_pending,
+                durable_timeout=config.durable_timeout,
+            )
         self.registry = RoomRegistry(config.rooms)
         self.hub = Hub(self.broker)
         self.handlers = HandlerRegistry()
-        self.history = HistoryReader(self.broker, self.store, config, config.max_recovery)
+        self.history = HistoryReader(self.broker, self.writer, config, config.max_recovery)
         self.publisher = Publisher(
-            config, self.broker, self.store, self.handlers, self.hooks, self.history
+            config, self.broker, self.writer, self.handlers, self.hooks, self.history
         )
         self.membership = MembershipService(
             config, self.broker, self.hub, self.registry, self.history, self.hooks
         )
-        self.admin = RoomAdmin(config, self.registry, self.broker, self.store, self.hooks)
+        self.states = RoomStates(self.writer)
+        self.admin = RoomAdmin(config, self.registry, self.broker, self.writer, self.hooks,
+                               self.states)
+        self.retention: RetentionTask | None = None
+        if self.writer is not None and isinstance(self.store, PrunableStore):
+            self.retention = RetentionTask(config, self.registry, self.writer, self.store)
+        self.outbox: OutboxRelay | None = None
+        if getattr(self.store, "supports_outbox", False):
+            self.outbox = OutboxRelay(self.publisher, self.registry, self.store,
+                                      interval=config.outbox_interval)
         self.control = ControlHandler(
             self.hub, self.registry, self.broker.presence, self.admin.events
         )
@@ -59,10 +79,36 @@ class Runtime:
         if self.started:
             return
         self.stopping = False
-        if self.store is not None:
-            await self.store.start()
-        await self.broker.start(self.hub.deliver, self.control)
+        try:
+            if self.store is not None:
+                await self.store.start()  # the database must be reachable to start
+            await self.broker.start(self.hub.deliver, self.control)
+            if self.writer is not None:
+                await self._restore(self.writer)
+        except BaseException:
+            self._starts -= 1
+            raise
+        if self.writer is not None:
+            await self.writer.start()
+        if self.retention is not None:
+            self.retention.start()
+        if self.outbox is not None:
+            self.outbox.start()
         self.started = True
+
+    async def _restore(self, writer: WriteBehind) -> None:
+        """Continue every stored room's position; bring back runtime rooms."""
+        positions = await writer.positions()
+        for room_id, position in positions.items():
+            await self.broker.restore(room_id, position)
+            writer.forget(room_id)
+        restored = await self.admin.restore()
+        if positions or restored:
+            logger.info("restored %d room positions and %d runtime rooms from the store",
+                        len(positions), len(restored))
+
+    async def _epoch_of(self, room_id: str) -> str:
+        return (await self.broker.position(room_id)).epoch
 
     async def stop(self) -> None:
         """Graceful shutdown: 1001 to every client, sessions drained, backends closed."""
@@ -78,7 +124,12 @@ class Runtime:
             )
             for task in pending:
                 task.cancel()
+        for background in (self.outbox, self.retention):
+            if background is not None:
+                await background.stop()
         await self.broker.stop()
+        if self.writer is not None:
+            await self.writer.stop(timeout=max(self.config.shutdown_grace, 5.0))
         if self.store is not None:
             await self.store.stop()
         self.started = False

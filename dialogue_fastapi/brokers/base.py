@@ -4,6 +4,13 @@ A broker assigns every event of a room its ``seq`` (strictly increasing by
 one, cluster-wide), keeps a bounded window of recent events (hot history used
 for recovery), and hands every event of a subscribed room to the node's sink,
 in seq order. Implementations: ``memory://`` (one process) and ``redis://``.
+
+With persistence, the node calls :meth:`Broker.restore` on start for every
+room the store knows, so that ``seq`` continues and the ``epoch`` stays the
+same across a restart. A broker adopts the stored position only if its own
+``seq`` for the room is lower (a shared broker that kept its state, e.g.
+Redis, is ahead or equal and ignores it); adopting it empties the room's
+window, so recovery below that point is answered from the store.
 """
 
 from __future__ import annotations
@@ -111,6 +118,10 @@ class Broker(Protocol):
 
     async def drop_room(self, room: str) -> None:
         """Forget the room's seq, history and presence (its epoch changes)."""
+        ...
+
+    async def restore(self, room: str, position: Position) -> None:
+        """Continue the room from a stored position: adopt it if the broker is behind it."""
         ...
 
     async def healthy(self) -> bool:

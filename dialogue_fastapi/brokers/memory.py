@@ -1,7 +1,8 @@
 """The in-process broker: one node, everything in memory.
 
 Its state lives as long as the broker object: restarting the ASGI server
-around the same ``Dialogue`` keeps positions; a new process starts new epochs.
+around the same ``Dialogue`` keeps positions; a new process starts new epochs
+unless a store restores them (:meth:`MemoryBroker.restore`).
 """
 
 from __future__ import annotations
@@ -168,6 +169,14 @@ class MemoryBroker:
     async def drop_room(self, room: str) -> None:
         self._logs.pop(room, None)
         self.presence.drop_room(room)
+
+    async def restore(self, room: str, position: Position) -> None:
+        log = self._log(room)
+        if log.seq < position.seq or (log.seq == 0 and not log.window):
+            log.seq, log.epoch = position.seq, position.epoch
+            log.window.clear()
+            log.keys.clear()
+            log.history.clear()
 
     async def healthy(self) -> bool:
         return self._on_event is not None

@@ -15,7 +15,7 @@ import asyncio
 from typing import Any
 
 from ..brokers.base import Broker
-from ..types import EventMessage, PresenceEntry
+from ..types import EventMessage, Position, PresenceEntry
 
 
 class _Sink:
@@ -154,5 +154,19 @@ class BrokerContract:
             await broker.drop_room("r7")
             after = await broker.position("r7")
             assert after.seq == 0 and after.epoch != before.epoch
+        finally:
+            await broker.stop()
+
+    async def test_restore_continues_from_a_stored_position(self, broker: Broker) -> None:
+        await self._started(broker)
+        try:
+            await broker.restore("r8", Position(41, "stored-epoch"))
+            assert await broker.position("r8") == Position(41, "stored-epoch")
+            published = await broker.publish(_msg("r8", 1), 10)
+            assert published.message.seq == 42
+            assert await broker.read("r8", 40) is None  # 41 is only in the store
+            assert [m.seq for m in await broker.read("r8", 41) or []] == [42]
+            await broker.restore("r8", Position(5, "older"))  # behind: ignored
+            assert await broker.position("r8") == Position(42, "stored-epoch")
         finally:
             await broker.stop()

@@ -1,7 +1,11 @@
 """The chat demo: rooms, typed messages with history, typing, presence.
 
 Run from the repository root:  python examples/chat/app.py
-then open the printed URL in two browser windows.
+then open the printed URL in two browser windows. Messages and rooms created
+in the page are kept in ``chat.db`` (SQLite, in the directory you run it
+from), so they survive a restart; ``DIALOGUE_DATABASE_URL`` points it
+elsewhere (e.g. ``postgresql+asyncpg://...``). It needs the ``sqlite`` extra:
+``pip install -e ".[sqlite]"``.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ dialogue = Dialogue(
     },
     events=[message, typing],
     authenticate=authenticate,
+    persistence="sqlite+aiosqlite:///chat.db",  # history survives restarts
 )
 
 app = FastAPI(title="dialogue-fastapi chat demo")

@@ -1,0 +1,1 @@
+"""Revisions, oldest first: r0001 (the initial schema)."""

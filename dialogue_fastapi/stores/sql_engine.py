@@ -1,0 +1,209 @@
+"""Engines for the SQL store: URLs, SQLite pragmas, JSON, upserts and schema setup."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy import (
+    Column,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    event,
+    func,
+    insert,
+    inspect,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql.dml import Insert
+
+from .base import PermanentStoreError
+from .sql_schema import SCHEMA_REVISION, Tables
+
+logger = logging.getLogger("dialogue_fastapi")
+
+DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg",
+           "postgres": "postgresql+asyncpg"}
+KNOWN_REVISIONS = ["r0001"]  # oldest first; the last one is SCHEMA_REVISION
+_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def normalise_url(url: str) -> str:
+    """``sqlite:///x.db`` -> ``sqlite+aiosqlite:///x.db``; ``postgresql://`` -> ``+asyncpg``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError(f"not a database URL: {url!r}")
+    return f"{DRIVERS.get(scheme, scheme)}://{rest}"
+
+
+def check_url(url: str) -> str:
+    """The normalised URL, if it names a supported async driver."""
+    normalised = normalise_url(url)
+    driver = normalised.partition("://")[0]
+    if driver not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+        raise ValueError(
+            f"unsupported database URL scheme {driver!r}: use sqlite+aiosqlite:/// or postgresql+asyncpg://"
+        )
+    return normalised
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _dumps_pg(value: Any) -> str:
+    """PostgreSQL's jsonb refuses the NUL character: store U+FFFD instead of failing the batch."""
+    dumped = orjson.dumps(value).decode()
+    return _NUL.sub(r"\1\\ufffd", dumped) if "\\u0000" in dumped else dumped
+
+
+def create_engine(url: str, **options: Any) -> AsyncEngine:
+    """An async engine; SQLite gets WAL, foreign keys, a busy timeout and real transactions."""
+    parsed = make_url(normalise_url(url))
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            options.setdefault("poolclass", StaticPool)  # one shared in-memory database
+        engine = create_async_engine(parsed, json_serializer=_dumps,
+                                     json_deserializer=orjson.loads, **options)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
+        return engine
+    if backend == "postgresql":
+        options.setdefault("pool_pre_ping", True)
+        return create_async_engine(parsed, json_serializer=_dumps_pg,
+                                   json_deserializer=orjson.loads, **options)
+    raise ValueError(f"unsupported database {backend!r}: use sqlite+aiosqlite or postgresql+asyncpg")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # the driver's own transaction handling skips DDL; we emit BEGIN ourselves (below)
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable across app crashes
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    """Real transactions on SQLite: schema creation is atomic and savepoints work."""
+    conn.exec_driver_sql("BEGIN")
+
+
+def insert_ignore(engine: AsyncEngine | AsyncConnection, table: Any, keys: list[str]) -> Insert:
+    """``INSERT ... ON CONFLICT (keys) DO NOTHING`` for the engine's dialect."""
+    if engine.dialect.name == "postgresql":
+        return pg_insert(table).on_conflict_do_nothing(index_elements=keys)
+    if engine.dialect.name == "sqlite":
+        return sqlite_insert(table).on_conflict_do_nothing(index_elements=keys)
+    return insert(table)
+
+
+def upsert(
+    engine: AsyncEngine | AsyncConnection, table: Any, keys: list[str], columns: Sequence[str],
+    *, greatest: Sequence[str] = (),
+) -> Insert:
+    """``INSERT ... ON CONFLICT (keys) DO UPDATE`` setting ``columns`` (``greatest``: keep the max)."""
+    name = engine.dialect.name
+    stmt = pg_insert(table) if name == "postgresql" else sqlite_insert(table)
+    biggest = func.greatest if name == "postgresql" else func.max
+    values: dict[str, Any] = {c: stmt.excluded[c] for c in columns}
+    for column in greatest:
+        values[column] = biggest(table.c[column], stmt.excluded[column])
+    return stmt.on_conflict_do_update(index_elements=keys, set_=values)
+
+
+def permanent(exc: BaseException) -> bool:
+    """Errors about the data itself (retrying the same rows cannot succeed)."""
+    if isinstance(exc, DataError | IntegrityError):
+        return True
+    return isinstance(exc, StatementError) and not isinstance(exc, DBAPIError)
+
+
+def classify(exc: Exception) -> Exception:
+    """Wrap data errors in :class:`PermanentStoreError`; anything else is transient."""
+    if permanent(exc):
+        return PermanentStoreError(str(exc).splitlines()[0][:300])
+    return exc
+
+
+def _lock_key(prefix: str) -> int:
+    digest = hashlib.sha256(f"dialogue-fastapi:{prefix}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+async def ensure_schema(conn: AsyncConnection, tables: Tables, auto_migrate: bool) -> str:
+    """Create missing tables or migrate; returns what happened (``created``/``current``/``migrated``)."""
+    if conn.dialect.name == "postgresql":  # one process at a time sets the schema up
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                           {"key": _lock_key(tables.prefix)})
+    version = await conn.run_sync(_read_version, tables)
+    if version is None:
+        await conn.run_sync(tables.metadata.create_all)
+        await conn.run_sync(_stamp, tables, SCHEMA_REVISION)
+        return "created"
+    if version == SCHEMA_REVISION:
+        return "current"
+    if version not in KNOWN_REVISIONS:
+        raise RuntimeError(
+            f"the database schema of {tables.prefix!r} is at revision {version}, newer than "
+            f"this dialogue-fastapi ({SCHEMA_REVISION}): upgrade dialogue-fastapi"
+        )
+    if not auto_migrate:
+        raise RuntimeError(
+            f"the database schema of {tables.prefix!r} is at revision {version}; run "
+            f"'python -m dialogue_fastapi.stores.migrate upgrade --url ...' "
+            f"(or pass auto_migrate=True)"
+        )
+    from .migrate import run_upgrade
+
+    await conn.run_sync(run_upgrade, tables.prefix, SCHEMA_REVISION)
+    logger.info("dialogue-fastapi schema migrated from %s to %s", version, SCHEMA_REVISION)
+    return "migrated"
+
+
+def _read_version(conn: Connection, tables: Tables) -> str | None:
+    inspector = inspect(conn)
+    if not inspector.has_table(tables.version_table):
+        if inspector.has_table(tables.events.name):
+            raise RuntimeError(
+                f"{tables.events.name} exists but {tables.version_table} does not: stamp the "
+                "schema with 'python -m dialogue_fastapi.stores.migrate stamp --url ...'"
+            )
+        return None
+    row = conn.execute(text(f"SELECT version_num FROM {tables.version_table}")).first()
+    return None if row is None else str(row[0])
+
+
+def _stamp(conn: Connection, tables: Tables, revision: str) -> None:
+    version = Table(tables.version_table, MetaData(),
+                    Column("version_num", String(32), nullable=False),
+                    PrimaryKeyConstraint("version_num", name=f"{tables.version_table}_pkc"))
+    version.create(conn, checkfirst=True)
+    conn.execute(version.delete())
+    conn.execute(version.insert().values(version_num=revision))
+
+
+async def read_meta(conn: AsyncConnection, tables: Tables, key: str) -> str | None:
+    row = (await conn.execute(select(tables.meta.c.value).where(tables.meta.c.key == key))).first()
+    return None if row is None else str(row[0])
+
+
+async def write_meta(conn: AsyncConnection, tables: Tables, key: str, value: str) -> None:
+    stmt = upsert(conn, tables.meta, ["key"], ["value"])
+    await conn.execute(stmt, [{"key": key, "value": value}])
