@@ -21,6 +21,7 @@ import logging
 import time
 from typing import Any
 
+from .background import BackgroundTask
 from .publisher import Publisher
 from .rooms import RoomRegistry
 from .types import EventMessage
@@ -46,7 +47,7 @@ class OutboxRelay:
         self._interval = interval
         self.grace_ms = int(grace * 1000)  # rows younger than this are left to after_commit
         self._lease_ms = int(lease * 1000)
-        self._task: asyncio.Task[None] | None = None
+        self._background = BackgroundTask("dialogue-outbox-relay", self._run)
         self._deliveries: set[asyncio.Task[None]] = set()
         self.delivered = 0
 
@@ -144,14 +145,9 @@ class OutboxRelay:
             await asyncio.sleep(self._interval)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="dialogue-outbox-relay")
+        self._background.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._background.stop()
         if self._deliveries:
             await asyncio.wait(list(self._deliveries), timeout=5.0)

@@ -11,10 +11,10 @@ instead of ``retention_interval``, so a backlog drains without long locks.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
+from .background import BackgroundTask
 from .config import DialogueConfig, Retention
 from .rooms import RoomRegistry
 from .stores.base import EventStore, PrunableStore
@@ -34,7 +34,7 @@ class RetentionTask:
         self._registry = registry
         self._store = store  # for positions(): the rooms the store knows
         self._prunable = prunable
-        self._task: asyncio.Task[None] | None = None
+        self._background = BackgroundTask("dialogue-retention", self._run)
         self.deleted = 0
 
     def retention_for(self, room_id: str) -> Retention | None:
@@ -97,12 +97,7 @@ class RetentionTask:
                     logger.warning("a retention pass failed (retried later): %s", exc)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="dialogue-retention")
+        self._background.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._background.stop()

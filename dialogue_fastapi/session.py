@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from starlette.websockets import WebSocket
 
+from .background import BackgroundTask
 from .connection import Connection
 from .errors import BadRequest, CloseCode, DialogueError, InternalError, PayloadTooLarge
 from .hooks import correlation_id
@@ -201,18 +202,19 @@ class IdleSweeper:
 
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
-        self._task: asyncio.Task[None] | None = None
+        timeout = runtime.config.idle_timeout()
+        self._background = (
+            BackgroundTask("dialogue-idle-sweeper", lambda: self._sweep(timeout))
+            if timeout is not None else None
+        )
 
     def start(self) -> None:
-        timeout = self.rt.config.idle_timeout()
-        if timeout is not None and self._task is None:
-            self._task = asyncio.create_task(self._sweep(timeout))
+        if self._background is not None:
+            self._background.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        if self._background is not None:
+            await self._background.stop()
 
     async def _sweep(self, timeout: float) -> None:
         period = min(max(timeout / 4, 0.05), 5.0)

@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "dialogue_fastapi"
 LAYERS: list[set[str]] = [
     {"errors", "types"},
     {"config_env", "config", "events"},
-    {"brokers.base", "stores.base", "hooks", "origins"},
+    {"brokers.base", "stores.base", "hooks", "origins", "background"},
     {"brokers.memory", "brokers", "stores.memory", "stores", "connection", "pipeline",
      "handlers", "rooms", "commands", "rest_models",
      # the SQL store and the write-behind queue (SQLAlchemy only in stores.sql*/migrat*)
