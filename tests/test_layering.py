@@ -11,7 +11,9 @@ LAYERS: list[set[str]] = [
     {"errors", "types"},
     {"config_env", "config", "events"},
     {"brokers.base", "stores.base", "hooks", "origins", "background"},
-    {"brokers.memory", "brokers", "stores.memory", "stores", "connection", "pipeline",
+    {"brokers.memory", "brokers", "brokers.redis", "brokers.redis_scripts", "brokers.redis_presence",
+     "brokers.redis_subscriber",
+     "stores.memory", "stores", "connection", "pipeline",
      "handlers", "rooms", "commands", "rest_models",
      # the SQL store and the write-behind queue (SQLAlchemy only in stores.sql*/migrat*)
      "stores.sql_schema", "stores.sql_engine", "stores.sql_queries", "stores.sql_outbox",

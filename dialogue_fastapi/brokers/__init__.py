@@ -16,9 +16,15 @@ def broker_from_config(value: Any) -> Broker:
         return MemoryBroker()
     if isinstance(value, str):
         if value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(
-                "the Redis broker is not built yet in this version; use broker='memory://'"
-            )
+            try:
+                import redis  # noqa: F401
+            except ImportError:
+                raise ImportError(
+                    'the Redis broker needs redis-py: pip install "dialogue-fastapi[redis]"'
+                ) from None
+            from .redis import RedisBroker
+
+            return RedisBroker(value)
         raise ValueError(f"unknown broker URL {value!r}: use 'memory://' or 'redis://host:6379/0'")
     if isinstance(value, Broker):
         return value

@@ -1,0 +1,155 @@
+"""Key layout and Lua scripts of the Redis broker.
+
+Every name inside a key is length-prefixed (``5:lobby``) so that no room or
+event name can collide with another room's keys. A room's keys::
+
+    {prefix}room:{room}:seq       INCR counter: the room's last seq
+    {prefix}room:{room}:epoch     the room's epoch (SET NX at first use)
+    {prefix}room:{room}:stream    recovery window; entry id ``{seq}-0``
+    {prefix}room:{room}:idem      hash "sender NUL key" -> seq (keys inside the window)
+    {prefix}room:{room}:hist      set of the room's per-event history list keys
+    {prefix}room:{room}:h:{event} capped list: per-event hot history
+    {prefix}room:{room}:presence  hash client_id -> user_id
+    {prefix}user:{user}           set of the user's client ids
+    {prefix}client:{client}       set of the presence hashes the client is in
+    {prefix}ch:{room}             the room's pub/sub channel (one per room)
+    {prefix}cluster               the control channel shared by every node
+
+Stream entries and pub/sub payloads carry ``seq``, ``ts`` and the envelope
+serialized by orjson; a pub/sub payload and a history item is
+``b"{seq}:{ts}:{json}"`` (the JSON is never re-encoded in Lua).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from ..types import EventMessage
+
+
+def part(name: str) -> str:
+    return f"{len(name)}:{name}"
+
+
+class RoomKeys:
+    """The Redis names of one room."""
+
+    __slots__ = ("base", "channel", "epoch", "hist", "idem", "presence", "seq", "stream")
+
+    def __init__(self, prefix: str, room: str) -> None:
+        self.base = f"{prefix}room:{part(room)}:"
+        self.seq = self.base + "seq"
+        self.epoch = self.base + "epoch"
+        self.stream = self.base + "stream"
+        self.idem = self.base + "idem"
+        self.hist = self.base + "hist"
+        self.presence = self.base + "presence"
+        self.channel = f"{prefix}ch:{part(room)}"
+
+    def history(self, event: str) -> str:
+        return f"{self.base}h:{part(event)}"
+
+
+# KEYS: seq, epoch, stream, idem, hist, history list
+# ARGV: idem field ('' = none), ts, body, window, history, channel, epoch candidate
+# -> {duplicate (0/1), seq, ts, body}
+PUBLISH = """
+redis.call('SET', KEYS[2], ARGV[7], 'NX')
+if ARGV[1] ~= '' then
+  local old = redis.call('HGET', KEYS[4], ARGV[1])
+  if old then
+    local found = redis.call('XRANGE', KEYS[3], old .. '-0', old .. '-0')
+    if #found > 0 then
+      local f = found[1][2]
+      return {1, tonumber(f[2]), tonumber(f[4]), f[6]}
+    end
+  end
+end
+local seq = redis.call('INCR', KEYS[1])
+redis.call('XADD', KEYS[3], seq .. '-0', 's', seq, 't', ARGV[2], 'b', ARGV[3], 'k', ARGV[1])
+local window = tonumber(ARGV[4])
+local excess = redis.call('XLEN', KEYS[3]) - window
+if excess > 0 then
+  for _, e in ipairs(redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', excess)) do
+    local k = e[2][8]
+    if k and k ~= '' and redis.call('HGET', KEYS[4], k) == e[2][2] then
+      redis.call('HDEL', KEYS[4], k)
+    end
+  end
+  redis.call('XTRIM', KEYS[3], 'MAXLEN', window)
+end
+if ARGV[1] ~= '' then redis.call('HSET', KEYS[4], ARGV[1], seq) end
+local packed = seq .. ':' .. ARGV[2] .. ':' .. ARGV[3]
+local history = tonumber(ARGV[5])
+if history > 0 then
+  redis.call('RPUSH', KEYS[6], packed)
+  redis.call('LTRIM', KEYS[6], -history, -1)
+  redis.call('SADD', KEYS[5], KEYS[6])
+end
+redis.call('PUBLISH', ARGV[6], packed)
+return {0, seq, tonumber(ARGV[2]), ARGV[3]}
+"""
+
+# KEYS: seq, epoch ; ARGV: epoch candidate -> {seq, epoch}
+POSITION = """
+redis.call('SET', KEYS[2], ARGV[1], 'NX')
+return {tonumber(redis.call('GET', KEYS[1]) or '0'), redis.call('GET', KEYS[2])}
+"""
+
+# KEYS: seq, epoch, stream, idem, hist ; ARGV: seq, epoch -> 1 if adopted
+RESTORE = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local target = tonumber(ARGV[1])
+if current < target or (current == 0 and redis.call('XLEN', KEYS[3]) == 0) then
+  for _, k in ipairs(redis.call('SMEMBERS', KEYS[5])) do redis.call('DEL', k) end
+  redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
+  redis.call('SET', KEYS[1], target)
+  redis.call('SET', KEYS[2], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# KEYS: seq, epoch, stream, idem, hist, presence
+DROP = """
+for _, k in ipairs(redis.call('SMEMBERS', KEYS[5])) do redis.call('DEL', k) end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
+return 1
+"""
+
+# KEYS: presence hash, client set ; ARGV: client id, user id, max size (-1: none) -> 1 joined
+JOIN = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 1 end
+local max = tonumber(ARGV[3])
+if max >= 0 and redis.call('HLEN', KEYS[1]) >= max then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[2], KEYS[1])
+return 1
+"""
+
+# KEYS: user set, client set ; ARGV: client id
+DISCONNECT = """
+redis.call('SREM', KEYS[1], ARGV[1])
+for _, k in ipairs(redis.call('SMEMBERS', KEYS[2])) do redis.call('HDEL', k, ARGV[1]) end
+redis.call('DEL', KEYS[2])
+return 1
+"""
+
+
+def decode(seq: int, ts: int, body: bytes) -> EventMessage:
+    message = EventMessage.from_wire(orjson.loads(body))
+    message.seq, message.ts = seq, ts
+    return message
+
+
+def entries(found: Any) -> list[EventMessage]:
+    """Stream entries (``XRANGE``) as messages."""
+    return [decode(int(f[b"s"]), int(f[b"t"]), f[b"b"]) for _, f in found]
+
+
+def unpack(packed: bytes) -> EventMessage:
+    """A pub/sub payload or a history item (``seq:ts:json``) as a message."""
+    seq, ts, body = packed.split(b":", 2)
+    return decode(int(seq), int(ts), body)
