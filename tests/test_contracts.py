@@ -8,7 +8,7 @@ from redis_helpers import fresh_redis_broker
 
 from dialogue_fastapi.brokers import MemoryBroker
 from dialogue_fastapi.stores import MemoryStore
-from dialogue_fastapi.testing import BrokerContract, EventStoreContract
+from dialogue_fastapi.testing import BrokerContract, FullStoreContract
 
 
 class TestMemoryBroker(BrokerContract):
@@ -17,7 +17,7 @@ class TestMemoryBroker(BrokerContract):
         yield MemoryBroker()
 
 
-class TestMemoryStore(EventStoreContract):
+class TestMemoryStore(FullStoreContract):
     @pytest.fixture
     async def store(self) -> AsyncIterator[MemoryStore]:
         yield MemoryStore()

@@ -9,7 +9,23 @@
 
 from .broker_contract import BrokerContract
 from .server import LiveServer, ProbeError, WsProbe, live_server
-from .store_contract import EventStoreContract
+from .store_contract import (
+    AuditStoreContract,
+    EventStoreContract,
+    FullStoreContract,
+    PrunableStoreContract,
+    RoomStoreContract,
+)
 
-__all__ = ["BrokerContract", "EventStoreContract", "LiveServer", "ProbeError", "WsProbe",
-           "live_server"]
+__all__ = [
+    "AuditStoreContract",
+    "BrokerContract",
+    "EventStoreContract",
+    "FullStoreContract",
+    "LiveServer",
+    "ProbeError",
+    "PrunableStoreContract",
+    "RoomStoreContract",
+    "WsProbe",
+    "live_server",
+]

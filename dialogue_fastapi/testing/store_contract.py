@@ -17,8 +17,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-import pytest
-
 from ..stores.base import (
     AuditQuery,
     AuditStore,
@@ -132,9 +130,13 @@ class EventStoreContract:
             assert "s5" not in await store.positions()
             assert len(await store.read_after("s6", 0, 10)) == 2
 
+
+
+class RoomStoreContract:
+    """For stores that also implement ``RoomStore`` (runtime rooms, room state)."""
+
     async def test_runtime_rooms_and_state(self, store: EventStore) -> None:
-        if not isinstance(store, RoomStore):
-            pytest.skip("not a RoomStore")
+        assert isinstance(store, RoomStore), "this store does not implement RoomStore"
         spec = {"id": "r1", "name": "R1", "events": ["m"], "created_by": "alice", "max_size": 3}
         async with running(store):
             await store.save_room("r1", spec)
@@ -148,9 +150,13 @@ class EventStoreContract:
             await store.delete_room("r1")
             assert await store.load_rooms() == {} and await store.get_state("r1") is None
 
+
+
+class PrunableStoreContract:
+    """For stores that also implement ``PrunableStore`` (retention)."""
+
     async def test_prune_by_count_and_age_in_bounded_steps(self, store: EventStore) -> None:
-        if not isinstance(store, PrunableStore):
-            pytest.skip("not a PrunableStore")
+        assert isinstance(store, PrunableStore), "this store does not implement PrunableStore"
         async with running(store):
             await store.append(_events("q1", 30) + _events("q2", 10), {"q1": "e", "q2": "e"})
             assert await store.prune("q1", keep_last=10, older_than=None, limit=15) == 15
@@ -161,9 +167,13 @@ class EventStoreContract:
             assert _seqs(await store.read_after("q2", 0, 100)) == list(range(4, 11))
             assert (await store.positions())["q1"].seq == 30  # seq continues after pruning
 
+
+
+class AuditStoreContract:
+    """For stores that also implement ``AuditStore`` (rejections, audit queries)."""
+
     async def test_audit_trail(self, store: EventStore) -> None:
-        if not isinstance(store, AuditStore):
-            pytest.skip("not an AuditStore")
+        assert isinstance(store, AuditStore), "this store does not implement AuditStore"
         async with running(store):
             await store.append(_events("a1", 4), {"a1": "e"})
             await store.record_rejections([
@@ -184,3 +194,9 @@ class EventStoreContract:
             if isinstance(store, PrunableStore):
                 assert await store.prune_rejections(1_600, 10) == 1
                 assert [e.ts for e in await store.audit(AuditQuery(outcome="rejected"))] == [2_000]
+
+
+class FullStoreContract(
+    EventStoreContract, RoomStoreContract, PrunableStoreContract, AuditStoreContract
+):
+    """Everything the built-in stores implement: events, rooms, retention, audit."""

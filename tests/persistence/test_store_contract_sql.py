@@ -13,11 +13,11 @@ from dialogue_fastapi.stores import store_from_config
 from dialogue_fastapi.stores.sql import SqlStore
 from dialogue_fastapi.stores.sql_engine import normalise_url
 from dialogue_fastapi.stores.sql_schema import SCHEMA_REVISION, build_tables
-from dialogue_fastapi.testing import EventStoreContract
+from dialogue_fastapi.testing import FullStoreContract
 from dialogue_fastapi.types import EventMessage
 
 
-class TestSqlStoreContract(EventStoreContract):
+class TestSqlStoreContract(FullStoreContract):
     @pytest.fixture
     async def store(self, db: Database) -> AsyncIterator[SqlStore]:
         yield db.store()
