@@ -6,35 +6,18 @@ import asyncio
 import re
 import sys
 import time
-from typing import Any
 
 import orjson
 import pytest
 from redis_helpers import fresh_redis_broker, redis_client
 
 from dialogue_fastapi.brokers.redis_scripts import RoomKeys
+from dialogue_fastapi.testing.broker_contract import RecordingSink
 from dialogue_fastapi.types import EventMessage
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.events: list[EventMessage] = []
-        self.arrived = asyncio.Event()
-
-    def on_event(self, message: EventMessage) -> int:
-        self.events.append(message)
-        self.arrived.set()
-        return 1
-
-    async def on_control(self, frame: dict[str, Any]) -> None:
-        pass
-
-    async def wait(self, count: int, timeout: float = 5.0) -> list[int]:
-        async with asyncio.timeout(timeout):
-            while len(self.events) < count:
-                self.arrived.clear()
-                await self.arrived.wait()
-        return [m.seq for m in self.events]
+async def seqs_of(sink: RecordingSink, count: int) -> list[int]:
+    return [m.seq for m in await sink.wait_events(count)]
 
 
 def msg(room: str, n: int) -> EventMessage:
@@ -43,12 +26,12 @@ def msg(room: str, n: int) -> EventMessage:
 
 async def test_a_missed_pubsub_message_is_repaired_from_the_stream() -> None:
     async with fresh_redis_broker() as broker:
-        sink = Sink()
+        sink = RecordingSink()
         await broker.start(sink.on_event, sink.on_control)
         try:
             await broker.subscribe("gap")
             await broker.publish(msg("gap", 1), 100)
-            assert await sink.wait(1) == [1]
+            assert await seqs_of(sink, 1) == [1]
             # seq 2 reaches the stream, but its PUBLISH is lost
             keys = RoomKeys(broker.prefix, "gap")
             missed = msg("gap", 2)
@@ -58,7 +41,7 @@ async def test_a_missed_pubsub_message_is_repaired_from_the_stream() -> None:
                 await raw.xadd(keys.stream, {"s": seq, "t": missed.ts, "b": orjson.dumps(missed.to_record()),
                                              "k": ""}, id=f"{seq}-0")
             await broker.publish(msg("gap", 3), 100)
-            assert await sink.wait(3) == [1, 2, 3]
+            assert await seqs_of(sink, 3) == [1, 2, 3]
             assert [m.data["n"] for m in sink.events] == [1, 2, 3]
             await asyncio.sleep(0.1)
             assert len(sink.events) == 3
@@ -68,12 +51,12 @@ async def test_a_missed_pubsub_message_is_repaired_from_the_stream() -> None:
 
 async def test_subscriber_comes_back_after_client_kill_and_delivers_what_it_missed() -> None:
     async with fresh_redis_broker() as broker:
-        sink = Sink()
+        sink = RecordingSink()
         await broker.start(sink.on_event, sink.on_control)
         try:
             await broker.subscribe("kill")
             await broker.publish(msg("kill", 1), 100)
-            assert await sink.wait(1) == [1]
+            assert await seqs_of(sink, 1) == [1]
             assert await broker.healthy()
             async with redis_client() as raw:
                 # this node's subscriber only (other users of the server keep theirs)
@@ -84,9 +67,9 @@ async def test_subscriber_comes_back_after_client_kill_and_delivers_what_it_miss
                 assert killed == 1
                 for n in range(2, 6):  # nobody of this node is listening now
                     await broker.publish(msg("kill", n), 100)
-            assert await sink.wait(5) == [1, 2, 3, 4, 5]
+            assert await seqs_of(sink, 5) == [1, 2, 3, 4, 5]
             await broker.publish(msg("kill", 6), 100)
-            assert await sink.wait(6) == [1, 2, 3, 4, 5, 6]
+            assert await seqs_of(sink, 6) == [1, 2, 3, 4, 5, 6]
             await asyncio.sleep(0.2)
             assert [m.seq for m in sink.events] == [1, 2, 3, 4, 5, 6]  # once each
             async with asyncio.timeout(5):
@@ -115,15 +98,15 @@ def test_a_redis_url_without_redis_py_names_the_extra(monkeypatch: pytest.Monkey
 
 async def test_drop_room_restarts_delivery_from_seq_one() -> None:
     async with fresh_redis_broker() as broker:
-        sink = Sink()
+        sink = RecordingSink()
         await broker.start(sink.on_event, sink.on_control)
         try:
             await broker.subscribe("again")
             await broker.publish(msg("again", 1), 100)
             await broker.publish(msg("again", 2), 100)
-            assert await sink.wait(2) == [1, 2]
+            assert await seqs_of(sink, 2) == [1, 2]
             await broker.drop_room("again")
             await broker.publish(msg("again", 3), 100)
-            assert await sink.wait(3) == [1, 2, 1]
+            assert await seqs_of(sink, 3) == [1, 2, 1]
         finally:
             await broker.stop()

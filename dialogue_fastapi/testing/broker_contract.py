@@ -18,7 +18,9 @@ from ..brokers.base import Broker
 from ..types import EventMessage, Position, PresenceEntry
 
 
-class _Sink:
+class RecordingSink:
+    """A broker's sink for tests: records events and control frames."""
+
     def __init__(self) -> None:
         self.events: list[EventMessage] = []
         self.controls: list[dict[str, Any]] = []
@@ -48,8 +50,8 @@ def _msg(room: str, n: int, key: str | None = None) -> EventMessage:
 class BrokerContract:
     """Positions, hot window, fan-out, idempotency and presence."""
 
-    async def _started(self, broker: Broker) -> _Sink:
-        sink = _Sink()
+    async def _started(self, broker: Broker) -> RecordingSink:
+        sink = RecordingSink()
         await broker.start(sink.on_event, sink.on_control)
         return sink
 
