@@ -1,7 +1,9 @@
 """Cluster-wide control frames, applied on every node by :class:`ControlHandler`.
 
 Frames travel through ``Broker.control`` so that room lifecycle, presence
-notices, direct messages and forced disconnects reach every node.
+notices, direct messages and forced disconnects reach every node. A broker
+may also hand its own node ``node_lost`` (a dead node's connections left
+presence) and ``room_reset`` (the broker lost a room's history).
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ class ControlHandler:
                 self._direct(frame)
             elif kind == "disconnect_user":
                 self._disconnect_user(frame)
+            elif kind == "node_lost":
+                self._node_lost(frame)
+            elif kind == "room_reset":
+                self._room_reset(frame)
             else:
                 logger.warning("unknown control frame %r", kind)
         except Exception:
@@ -78,6 +84,19 @@ class ControlHandler:
         for conn in self._hub.local_members(frame["room"]):
             if conn.client_id != frame["client_id"]:
                 conn.send_text(text)
+
+    def _node_lost(self, frame: dict[str, Any]) -> None:
+        """A dead node's connections were removed from presence: notify members here."""
+        for room_id, user_id, client_id in frame["left"]:
+            room = self._registry.find(room_id)
+            if room is not None and room.config.presence_events:
+                self._presence_notice({"op": "presence_leave", "room": room_id,
+                                       "user_id": user_id, "client_id": client_id})
+
+    def _room_reset(self, frame: dict[str, Any]) -> None:
+        """The broker lost the room's history: members reconnect, resync from a new epoch."""
+        for conn in self._hub.local_members(frame["room"]):
+            conn.close(CloseCode.SERVICE_RESTART, "the room's history was lost; reconnect")
 
     def _direct(self, frame: dict[str, Any]) -> None:
         text = orjson.dumps({"op": "direct", "event": frame["event"], "data": frame["data"],

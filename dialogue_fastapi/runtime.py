@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 from .brokers import Broker, broker_from_config
+from .brokers.base import RestoresPositions
 from .config import DialogueConfig
 from .connection import Connection, QueueLimits
 from .control import ControlHandler
@@ -82,10 +83,14 @@ class Runtime:
         try:
             if self.store is not None:
                 await self.store.start()  # the database must be reachable to start
+            if self.writer is not None and isinstance(self.broker, RestoresPositions):
+                self.broker.use_stored_positions(self.writer.position_of)
             await self.broker.start(self.hub.deliver, self.control)
             if self.writer is not None:
                 await self._restore(self.writer)
         except BaseException:
+            if isinstance(self.broker, RestoresPositions):
+                self.broker.use_stored_positions(None)
             self._starts -= 1
             raise
         if self.writer is not None:

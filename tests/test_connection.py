@@ -66,8 +66,12 @@ async def test_slow_consumer_is_closed_4009_and_the_room_keeps_its_rate(serve, p
         # the stalled reader, once it reads: a prefix of the events, then disconnect, then 4009
         frames = await read_until_closed(stalled, timeout=3)
         assert stalled.close_code == 4009
-        assert frames and frames[-1] == {"op": "disconnect", "code": 4009, "reason": frames[-1]["reason"],
-                                         "reconnect": True}
+        # the disconnect frame follows the events, unless the reader stayed stalled longer than
+        # CLOSE_GRACE (a loaded machine): then the writer is cut and only the close is sent
+        disconnects = [f for f in frames if f.get("op") == "disconnect"]
+        assert disconnects in ([], [frames[-1]])
+        for frame in disconnects:
+            assert frame == {"op": "disconnect", "code": 4009, "reason": frame["reason"], "reconnect": True}
         seqs = [f["seq"] for f in frames if f.get("op") == "event"]
         assert seqs == list(range(1, len(seqs) + 1))
         assert len(seqs) < BURST, "the stalled client cannot have been sent everything"

@@ -12,7 +12,8 @@ LAYERS: list[set[str]] = [
     {"config_env", "config", "events"},
     {"brokers.base", "stores.base", "hooks", "origins", "background"},
     {"brokers.memory", "brokers", "brokers.redis", "brokers.redis_scripts", "brokers.redis_presence",
-     "brokers.redis_subscriber",
+     "brokers.redis_subscriber", "brokers.redis_presence_scripts", "brokers.redis_liveness",
+     "brokers.redis_options",
      "stores.memory", "stores", "connection", "pipeline",
      "handlers", "rooms", "commands", "rest_models",
      # the SQL store and the write-behind queue (SQLAlchemy only in stores.sql*/migrat*)

@@ -127,3 +127,15 @@ class Broker(Protocol):
     async def healthy(self) -> bool:
         """True when publishing and receiving work."""
         ...
+
+
+PositionLoader = Callable[[str], Awaitable[Position | None]]
+
+
+@runtime_checkable
+class RestoresPositions(Protocol):
+    """A shared broker that can lose state (Redis restarted) and restore it from the store."""
+
+    def use_stored_positions(self, loader: PositionLoader | None) -> None:
+        """Read a room's stored position with ``loader`` when the broker has none."""
+        ...

@@ -7,9 +7,18 @@ sees one order. A subscriber task reads the channels of the rooms this node
 has members in (``get_message`` loop, under a supervising reconnect loop); it
 tracks the last seq per room and repairs any gap, including the ones left by
 a dropped connection, from the stream before delivering newer events.
-Control frames travel over one cluster channel; the sending node applies its
-own frame directly (with its ``_``-prefixed Python objects), the others get
-it without them.
+
+Control frames (room lifecycle, presence notices) travel over one cluster
+channel; the sending node applies its own frame directly (with its
+``_``-prefixed Python objects), the others get it without them. Frames for a
+user (``direct``, ``disconnect_user``) go only to the channels of the nodes
+where that user has connections. Each node refreshes a liveness key; the
+survivors remove a dead node's connections from presence (``NodeLiveness``).
+
+With persistence the node gives the broker a way to read a room's stored
+position: when Redis has no epoch for a room (it restarted, or the room is
+new) the position is restored from the store before the first publish, so
+``seq`` continues and the epoch stays the same.
 """
 
 from __future__ import annotations
@@ -26,13 +35,17 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
 from redis.retry import Retry
 
-from ..types import EventMessage, Position
-from .base import ControlSink, EventSink, Published
+from ..types import EventMessage, Position, PresenceEntry
+from .base import ControlSink, EventSink, PositionLoader, Published
+from .redis_liveness import NodeLiveness
+from .redis_options import split_options
 from .redis_presence import RedisPresence
+from .redis_presence_scripts import ROUTE
 from .redis_scripts import DROP, POSITION, PUBLISH, RESTORE, RoomKeys, decode, entries, unpack
-from .redis_subscriber import RedisSubscriber
+from .redis_subscriber import RedisSubscriber, SubscriberChannels
 
 logger = logging.getLogger("dialogue_fastapi")
+USER_FRAMES = frozenset({"direct", "disconnect_user"})  # routed to the user's nodes only
 
 
 def _epoch() -> str:
@@ -46,23 +59,33 @@ class RedisBroker:
     _position: AsyncScript
     _restore: AsyncScript
     _drop: AsyncScript
+    _route: AsyncScript
 
     def __init__(
-        self, url: str = "redis://127.0.0.1:6379/0", *, prefix: str = "dialogue:",
-        retries: int = 3, health_check_interval: float = 10.0, poll_timeout: float = 1.0,
-        connect_wait: float = 3.0,
+        self, url: str = "redis://127.0.0.1:6379/0", *, prefix: str | None = None,
+        node_ttl: float | None = None, retries: int = 3, health_check_interval: float = 10.0,
+        poll_timeout: float = 1.0, connect_wait: float = 3.0,
     ) -> None:
-        self.url, self.prefix = url, prefix
+        url, options = split_options(url)
+        self.url = url
+        self.prefix = prefix if prefix is not None else options.get("prefix", "dialogue:")
+        self.node_ttl = node_ttl if node_ttl is not None else options.get("node_ttl", 10.0)
         self.node_id = secrets.token_hex(8)
-        self.presence = RedisPresence(prefix)
+        self.presence = RedisPresence(self.prefix, self.node_id)
         self._retries, self._health_interval, self._poll = retries, health_check_interval, poll_timeout
         self._connect_wait = connect_wait
-        self._control_channel = f"{prefix}cluster"
+        self._control_channel = f"{self.prefix}cluster"
         self._redis: Redis | None = None
         self._sub: Redis | None = None
         self._subscriber: RedisSubscriber | None = None
+        self._liveness: NodeLiveness | None = None
         self._on_event: EventSink | None = None
         self._on_control: ControlSink | None = None
+        self._loader: PositionLoader | None = None
+
+    def use_stored_positions(self, loader: PositionLoader | None) -> None:
+        """Restore a room's position from the store when Redis has none (persistence on)."""
+        self._loader = loader
 
     # lifecycle -----------------------------------------------------------------
     def _client(self, **options: Any) -> Redis:
@@ -76,13 +99,16 @@ class RedisBroker:
         self._sub = self._client(health_check_interval=self._health_interval,
                                  client_name=f"dialogue-sub-{self.node_id}")
         self.presence.bind(self._redis)
-        scripts = (PUBLISH, POSITION, RESTORE, DROP)
-        self._publish, self._position, self._restore, self._drop = (
+        scripts = (PUBLISH, POSITION, RESTORE, DROP, ROUTE)
+        self._publish, self._position, self._restore, self._drop, self._route = (
             self._redis.register_script(s) for s in scripts
         )
-        self._subscriber = RedisSubscriber(self._sub, self._control_channel, on_event,
-                                           self._control_received, self._range, self._poll)
+        channels = SubscriberChannels(self._control_channel,
+                                      self.presence.node_channel(self.node_id), self._frame_received)
+        self._subscriber = RedisSubscriber(self._sub, channels, on_event, self, self._poll)
         self._subscriber.start()
+        self._liveness = NodeLiveness(self._redis, self.presence, self.node_ttl, self._node_left)
+        await self._liveness.start()
         try:  # ready when listening; if Redis is down the subscriber keeps trying by itself
             async with asyncio.timeout(self._connect_wait):
                 while not self._subscriber.listening:
@@ -91,6 +117,14 @@ class RedisBroker:
             logger.error("redis subscriber is not listening yet (%s); the node is not ready", self.url)
 
     async def stop(self) -> None:
+        liveness, self._liveness = self._liveness, None
+        if liveness is not None:
+            await liveness.stop()
+            try:
+                await self.presence.retire()
+            except Exception as exc:
+                logger.warning("could not remove this node from redis (%s); the survivors will "
+                               "after %.0fs", exc, self.node_ttl)
         subscriber, self._subscriber = self._subscriber, None
         if subscriber is not None:
             await subscriber.stop()
@@ -116,10 +150,17 @@ class RedisBroker:
         field = "" if key is None else f"{message.from_}\x00{key}"
         body = orjson.dumps(message.to_record())
         hist = keys.history(message.event)
-        duplicate, seq, ts, raw = await self._publish(
-            keys=[keys.seq, keys.epoch, keys.stream, keys.idem, keys.hist, hist],
-            args=[field, message.ts, body, max(window, 1), max(history, 0), keys.channel, _epoch()],
-        )
+        for attempt in range(2):
+            restore = "1" if self._loader is not None and attempt == 0 else "0"
+            found = await self._publish(
+                keys=[keys.seq, keys.epoch, keys.stream, keys.idem, keys.hist, hist],
+                args=[field, message.ts, body, max(window, 1), max(history, 0), keys.channel,
+                      _epoch(), restore],
+            )
+            if int(found[0]) != 2:
+                break
+            await self._restore_stored(message.room)
+        duplicate, seq, ts, raw = found
         if duplicate:
             return Published(decode(int(seq), int(ts), raw), duplicate=True)
         message.seq = int(seq)
@@ -127,10 +168,23 @@ class RedisBroker:
 
     async def position(self, room: str) -> Position:
         keys = RoomKeys(self.prefix, room)
-        seq, epoch = await self._position(keys=[keys.seq, keys.epoch], args=[_epoch()])
+        for attempt in range(2):
+            restore = "1" if self._loader is not None and attempt == 0 else "0"
+            found = await self._position(keys=[keys.seq, keys.epoch], args=[_epoch(), restore])
+            if found:
+                break
+            await self._restore_stored(room)
+        seq, epoch = found
         return Position(int(seq), epoch.decode())
 
-    async def _range(self, keys: RoomKeys, after: int, upto: int | None = None) -> list[EventMessage]:
+    async def _restore_stored(self, room: str) -> None:
+        """Redis has no epoch for the room: continue from the store's position, if any."""
+        stored = await self._loader(room) if self._loader is not None else None
+        if stored is not None:
+            await self.restore(room, stored)
+            logger.info("room %s: position restored from the store (seq %d)", room, stored.seq)
+
+    async def range(self, keys: RoomKeys, after: int, upto: int | None = None) -> list[EventMessage]:
         end = "+" if upto is None else f"{upto}-0"
         return entries(await self.redis.xrange(keys.stream, f"{after + 1}-0", end))
 
@@ -165,6 +219,7 @@ class RedisBroker:
     async def drop_room(self, room: str) -> None:
         k = RoomKeys(self.prefix, room)
         await self._drop(keys=[k.seq, k.epoch, k.stream, k.idem, k.hist, k.presence])
+        self.presence.forget_room(room)
         if self._subscriber is not None:
             self._subscriber.reset(room)
 
@@ -173,14 +228,46 @@ class RedisBroker:
         await self._restore(keys=[k.seq, k.epoch, k.stream, k.idem, k.hist],
                             args=[position.seq, position.epoch])
 
+    async def raise_to(self, room: str, position: Position) -> None:
+        """This node saw events beyond what Redis has (restored from a lagging store)."""
+        logger.warning("room %s: redis is behind this node (seq %d); raising it", room, position.seq)
+        await self.restore(room, position)
+
+    async def lost(self, room: str) -> None:
+        """Redis lost the room's history: this node's members must resync."""
+        if self._on_control is not None:
+            await self._on_control({"type": "room_reset", "room": room})
+
+    # control frames ------------------------------------------------------------------
     async def control(self, frame: dict[str, Any]) -> None:
         if self._on_control is not None:
             await self._on_control(frame)  # this node: the frame as is
         if self._redis is None:
             return  # not started (like the memory broker): no node listens yet
         public = {k: v for k, v in frame.items() if not k.startswith("_")}
-        await self.redis.publish(self._control_channel,
-                                 orjson.dumps({"node": self.node_id, "frame": public}))
+        payload = orjson.dumps({"node": self.node_id, "frame": public})
+        if public.get("type") in USER_FRAMES:
+            client = str(public.get("client_id") or "")
+            user = str(public.get("user_id") or "")
+            await self._route(keys=[self.presence.user_key(user), self.presence.where_key],
+                              args=[self.prefix, client, payload, self.node_id])
+        else:
+            await self.redis.publish(self._control_channel, payload)
+
+    async def _frame_received(self, data: bytes, direct: bool) -> None:
+        try:
+            payload = orjson.loads(data)
+            if payload.get("node") == self.node_id or self._on_control is None:
+                return  # the sending node applied its frame already
+            await self._on_control(payload["frame"])
+        except Exception:
+            logger.exception("bad control frame from redis (%s channel)",
+                             "node" if direct else "cluster")
+
+    async def _node_left(self, left: list[tuple[str, PresenceEntry]]) -> None:
+        """Connections of a dead node left these rooms: tell every node (presence notices)."""
+        await self.control({"type": "node_lost",
+                            "left": [[room, e.user_id, e.client_id] for room, e in left]})
 
     async def healthy(self) -> bool:
         if self._subscriber is None or not self._subscriber.listening or self._redis is None:
@@ -196,19 +283,9 @@ class RedisBroker:
     async def subscribe(self, room: str) -> None:
         if self._subscriber is None or self._subscriber.subscribed(room):
             return
-        keys = RoomKeys(self.prefix, room)
-        last = int(await self.redis.get(keys.seq) or 0)  # baseline: later events get delivered
-        await self._subscriber.subscribe(room, keys, last)
+        position = await self.position(room)  # baseline: later events get delivered
+        await self._subscriber.subscribe(room, RoomKeys(self.prefix, room), position)
 
     async def unsubscribe(self, room: str) -> None:
         if self._subscriber is not None:
             await self._subscriber.unsubscribe(room)
-
-    async def _control_received(self, data: bytes) -> None:
-        try:
-            payload = orjson.loads(data)
-            if payload.get("node") == self.node_id or self._on_control is None:
-                return  # the sending node applied its frame already
-            await self._on_control(payload["frame"])
-        except Exception:
-            logger.exception("bad control frame from redis")

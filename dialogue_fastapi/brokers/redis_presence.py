@@ -3,7 +3,11 @@
 A room's members are a hash ``client_id -> user_id``; joining checks the size
 and adds the client in one Lua script, so concurrent joins on any number of
 nodes never exceed ``max_size``. Each client keeps the set of rooms it is in,
-so a disconnect removes it from all of them; each user keeps its client ids.
+so a disconnect removes it from all of them; each user keeps its client ids;
+each node keeps its own connections, so that the survivors can remove a dead
+node's connections (``reap``). The node also mirrors its own entries in
+memory: when Redis lost them (a restart) or a survivor reaped them (the node
+was unreachable for longer than the TTL), ``reassert`` writes them back.
 """
 
 from __future__ import annotations
@@ -11,7 +15,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..types import PresenceEntry
-from .redis_scripts import DISCONNECT, JOIN, RoomKeys, part
+from .redis_presence_scripts import CONNECT, DISCONNECT, JOIN, REAP, RETIRE
+from .redis_scripts import RoomKeys, part
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -21,18 +26,30 @@ if TYPE_CHECKING:
 class RedisPresence:
     """Cluster-wide presence kept in Redis (usable once the broker has started)."""
 
-    def __init__(self, prefix: str) -> None:
-        self._prefix = prefix
+    def __init__(self, prefix: str, node_id: str) -> None:
+        self._prefix, self.node_id = prefix, node_id
         self._redis: Redis | None = None
-        self._join: AsyncScript | None = None
-        self._disconnect: AsyncScript | None = None
+        self._scripts: dict[str, AsyncScript] = {}
+        self._local: dict[str, tuple[PresenceEntry, set[str]]] = {}  # client -> (entry, rooms)
+        self.nodes_key = f"{prefix}nodes"
+        self.where_key = f"{prefix}where"
+        self._node_base = f"{prefix}node:{part(node_id)}"
+        self.alive_key = self._node_base + ":alive"
+        self._clients_key = self._node_base + ":clients"
 
     def bind(self, redis: Redis | None) -> None:
         """Use this client (None: the broker stopped)."""
         self._redis = redis
-        if redis is not None:
-            self._join = redis.register_script(JOIN)
-            self._disconnect = redis.register_script(DISCONNECT)
+        self._scripts = {} if redis is None else {
+            name: redis.register_script(source) for name, source in
+            (("join", JOIN), ("connect", CONNECT), ("disconnect", DISCONNECT),
+             ("reap", REAP), ("retire", RETIRE))
+        }
+
+    def _script(self, name: str) -> AsyncScript:
+        if not self._scripts:
+            raise RuntimeError("the Redis broker is not started")
+        return self._scripts[name]
 
     @property
     def redis(self) -> Redis:
@@ -43,28 +60,40 @@ class RedisPresence:
     def _room(self, room: str) -> str:
         return RoomKeys(self._prefix, room).presence
 
-    def _user(self, user_id: str) -> str:
+    def user_key(self, user_id: str) -> str:
         return f"{self._prefix}user:{part(user_id)}"
 
     def _client(self, client_id: str) -> str:
         return f"{self._prefix}client:{part(client_id)}"
 
+    def node_channel(self, node_id: str) -> str:
+        return f"{self._prefix}node:{part(node_id)}"
+
+    # rooms ---------------------------------------------------------------------------
     async def join(self, room: str, entry: PresenceEntry, max_size: int | None) -> bool:
-        if self._join is None:
-            raise RuntimeError("the Redis broker is not started")
         limit = -1 if max_size is None else max_size
-        joined = await self._join(
+        joined = bool(await self._script("join")(
             keys=[self._room(room), self._client(entry.client_id)],
             args=[entry.client_id, entry.user_id, limit],
-        )
-        return bool(joined)
+        ))
+        if joined:
+            self._local.setdefault(entry.client_id, (entry, set()))[1].add(room)
+        return joined
 
     async def leave(self, room: str, client_id: str) -> None:
+        local = self._local.get(client_id)
+        if local is not None:
+            local[1].discard(room)
         key = self._room(room)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hdel(key, client_id)
             pipe.srem(self._client(client_id), key)
             await pipe.execute()
+
+    def forget_room(self, room: str) -> None:
+        """The room was dropped (its presence hash deleted): forget it locally too."""
+        for _, rooms in self._local.values():
+            rooms.discard(room)
 
     async def members(self, room: str) -> list[PresenceEntry]:
         raw = await self.redis.hgetall(self._room(room))
@@ -75,20 +104,64 @@ class RedisPresence:
     async def count(self, room: str) -> int:
         return int(await self.redis.hlen(self._room(room)))
 
+    # connections ---------------------------------------------------------------------
     async def connect(self, entry: PresenceEntry) -> None:
-        await self.redis.sadd(self._user(entry.user_id), entry.client_id)
+        self._local.setdefault(entry.client_id, (entry, set()))
+        await self._script("connect")(
+            keys=[self.user_key(entry.user_id), self.where_key, self._clients_key],
+            args=[entry.client_id, entry.user_id, self.node_id],
+        )
 
     async def disconnect(self, entry: PresenceEntry) -> None:
-        if self._disconnect is None:
-            raise RuntimeError("the Redis broker is not started")
-        await self._disconnect(
-            keys=[self._user(entry.user_id), self._client(entry.client_id)],
-            args=[entry.client_id],
+        self._local.pop(entry.client_id, None)
+        await self._script("disconnect")(
+            keys=[self._clients_key], args=[self._prefix, entry.client_id, entry.user_id],
         )
 
     async def clients_of(self, user_id: str) -> list[str]:
-        clients = await self.redis.smembers(self._user(user_id))
+        clients = await self.redis.smembers(self.user_key(user_id))
         return sorted(_text(c) for c in clients)
+
+    # node liveness -----------------------------------------------------------------------
+    async def reassert(self) -> int:
+        """Write this node's connections and memberships back (after Redis lost them)."""
+        for entry, rooms in list(self._local.values()):
+            await self._script("connect")(
+                keys=[self.user_key(entry.user_id), self.where_key, self._clients_key],
+                args=[entry.client_id, entry.user_id, self.node_id],
+            )
+            for room in list(rooms):
+                await self._script("join")(
+                    keys=[self._room(room), self._client(entry.client_id)],
+                    args=[entry.client_id, entry.user_id, -1],
+                )
+        return len(self._local)
+
+    async def reap(self) -> tuple[int, list[tuple[str, PresenceEntry]]]:
+        """Remove the connections of every dead node: (dead nodes, [(room, entry)] that left)."""
+        found = await self._script("reap")(keys=[self.nodes_key], args=[self._prefix, self.node_id])
+        dead, flat = int(found[0]), found[1:]
+        left = []
+        for i in range(0, len(flat) - 2, 3):
+            room = self._room_of(_text(flat[i]))
+            if room is not None:
+                left.append((room, PresenceEntry(_text(flat[i + 1]), _text(flat[i + 2]))))
+        return dead, left
+
+    async def retire(self) -> None:
+        """This node stops: remove whatever of its presence is left, and the node itself."""
+        self._local.clear()
+        await self._script("retire")(keys=[self.nodes_key, self.alive_key],
+                                     args=[self._prefix, self.node_id])
+
+    def _room_of(self, presence_key: str) -> str | None:
+        """The room id inside ``{prefix}room:{len}:{room}:presence``."""
+        head = f"{self._prefix}room:"
+        if not presence_key.startswith(head) or not presence_key.endswith(":presence"):
+            return None
+        body = presence_key[len(head):-len(":presence")]
+        size, _, name = body.partition(":")
+        return name if size.isdigit() and len(name.encode()) == int(size) else None
 
 
 def _text(value: bytes | str) -> str:

@@ -10,10 +10,10 @@ event name can collide with another room's keys. A room's keys::
     {prefix}room:{room}:hist      set of the room's per-event history list keys
     {prefix}room:{room}:h:{event} capped list: per-event hot history
     {prefix}room:{room}:presence  hash client_id -> user_id
-    {prefix}user:{user}           set of the user's client ids
-    {prefix}client:{client}       set of the presence hashes the client is in
     {prefix}ch:{room}             the room's pub/sub channel (one per room)
     {prefix}cluster               the control channel shared by every node
+
+Presence and node keys are listed in ``redis_presence_scripts``.
 
 Stream entries and pub/sub payloads carry ``seq``, ``ts`` and the envelope
 serialized by orjson; a pub/sub payload and a history item is
@@ -30,7 +30,8 @@ from ..types import EventMessage
 
 
 def part(name: str) -> str:
-    return f"{len(name)}:{name}"
+    """A length-prefixed key part; the length is in bytes, as Lua's ``#`` counts."""
+    return f"{len(name.encode())}:{name}"
 
 
 class RoomKeys:
@@ -53,10 +54,14 @@ class RoomKeys:
 
 
 # KEYS: seq, epoch, stream, idem, hist, history list
-# ARGV: idem field ('' = none), ts, body, window, history, channel, epoch candidate
-# -> {duplicate (0/1), seq, ts, body}
+# ARGV: idem field ('' = none), ts, body, window, history, channel, epoch candidate,
+#       '1' if a missing epoch must be restored from the store first
+# -> {duplicate (0/1), seq, ts, body}, or {2} when the room has no epoch and must be restored
 PUBLISH = """
-redis.call('SET', KEYS[2], ARGV[7], 'NX')
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  if ARGV[8] == '1' then return {2} end
+  redis.call('SET', KEYS[2], ARGV[7])
+end
 if ARGV[1] ~= '' then
   local old = redis.call('HGET', KEYS[4], ARGV[1])
   if old then
@@ -92,9 +97,13 @@ redis.call('PUBLISH', ARGV[6], packed)
 return {0, seq, tonumber(ARGV[2]), ARGV[3]}
 """
 
-# KEYS: seq, epoch ; ARGV: epoch candidate -> {seq, epoch}
+# KEYS: seq, epoch ; ARGV: epoch candidate, '1' if a missing epoch must be restored first
+# -> {seq, epoch}, or {} when the room has no epoch and must be restored
 POSITION = """
-redis.call('SET', KEYS[2], ARGV[1], 'NX')
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  if ARGV[2] == '1' then return {} end
+  redis.call('SET', KEYS[2], ARGV[1])
+end
 return {tonumber(redis.call('GET', KEYS[1]) or '0'), redis.call('GET', KEYS[2])}
 """
 
@@ -118,25 +127,6 @@ for _, k in ipairs(redis.call('SMEMBERS', KEYS[5])) do redis.call('DEL', k) end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
 return 1
 """
-
-# KEYS: presence hash, client set ; ARGV: client id, user id, max size (-1: none) -> 1 joined
-JOIN = """
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 1 end
-local max = tonumber(ARGV[3])
-if max >= 0 and redis.call('HLEN', KEYS[1]) >= max then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('SADD', KEYS[2], KEYS[1])
-return 1
-"""
-
-# KEYS: user set, client set ; ARGV: client id
-DISCONNECT = """
-redis.call('SREM', KEYS[1], ARGV[1])
-for _, k in ipairs(redis.call('SMEMBERS', KEYS[2])) do redis.call('HDEL', k, ARGV[1]) end
-redis.call('DEL', KEYS[2])
-return 1
-"""
-
 
 def decode(seq: int, ts: int, body: bytes) -> EventMessage:
     message = EventMessage.from_wire(orjson.loads(body))

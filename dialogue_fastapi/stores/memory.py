@@ -56,6 +56,9 @@ class MemoryStore:
     async def positions(self) -> dict[str, Position]:
         return dict(self._positions)
 
+    async def position(self, room: str) -> Position | None:
+        return self._positions.get(room)
+
     async def delete_room(self, room: str) -> None:
         for table in (self._rooms, self._positions, self._specs, self._state):
             table.pop(room, None)

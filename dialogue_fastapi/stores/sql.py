@@ -144,6 +144,14 @@ class SqlStore:
         self.unclean_start = False
         return found
 
+    async def position(self, room: str) -> Position | None:
+        """One room's stored position (None: never stored)."""
+        r = self.tables.rooms.c
+        stmt = select(r.epoch, r.last_seq).where(r.id == room, r.epoch.is_not(None))
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(stmt)).first()
+        return None if row is None else Position(int(row.last_seq), row.epoch)
+
     async def delete_room(self, room: str) -> None:
         t = self.tables
         async with self.engine.begin() as conn:

@@ -46,6 +46,15 @@ class WriteBehind(WriteLoop):
     async def positions(self) -> dict[str, Position]:
         return await self.store.positions()
 
+    async def position_of(self, room: str) -> Position | None:
+        """The room's stored position, counting events still queued here (None: never stored)."""
+        lookup = getattr(self.store, "position", None)  # one row, where the store offers it
+        stored = await lookup(room) if lookup is not None else (await self.store.positions()).get(room)
+        if stored is None:
+            return None
+        queued = [i.message.seq for i in self._pending if i.message is not None and i.message.room == room]
+        return Position(max([stored.seq, *queued]), stored.epoch)
+
     async def delete_room(self, room: str) -> None:
         """Drop the room's queued events and queue the deletion (in order: nothing resurrects)."""
         self.purge(room)

@@ -1,0 +1,79 @@
+"""Node liveness: each node refreshes a key with a TTL and sweeps for dead nodes.
+
+Every ``ttl / 3`` seconds a node sets its ``alive`` key (with the TTL) and
+registers in the node set; then it runs the sweep, which removes the
+connections of every node whose key has expired from every room and user, in
+one script (so exactly one survivor reports each departure). A crashed node's
+connections therefore leave presence within ``ttl + ttl / 3`` seconds.
+
+If the heartbeat finds this node unregistered after it had registered (Redis
+restarted and lost everything, or the node was unreachable for longer than
+the TTL and a survivor reaped it) the node writes its presence back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from ..background import BackgroundTask
+from ..types import PresenceEntry
+from .redis_presence_scripts import HEARTBEAT
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from .redis_presence import RedisPresence
+
+logger = logging.getLogger("dialogue_fastapi")
+LeftSink = Callable[[list[tuple[str, PresenceEntry]]], Awaitable[None]]
+
+
+class NodeLiveness:
+    """The heartbeat and the sweep of one node."""
+
+    def __init__(self, redis: Redis, presence: RedisPresence, ttl: float, on_left: LeftSink) -> None:
+        self._redis, self._presence, self.ttl = redis, presence, ttl
+        self._on_left = on_left
+        self._beat = redis.register_script(HEARTBEAT)
+        self._registered = False
+        self._task = BackgroundTask("dialogue-redis-liveness", self._loop)
+
+    async def start(self) -> None:
+        try:
+            await self.tick()
+        except Exception as exc:  # Redis is down: the task keeps trying
+            logger.error("redis heartbeat failed (%s); retrying", exc)
+        self._task.start()
+
+    async def stop(self) -> None:
+        await self._task.stop()
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis away: the next beat retries; the subscriber logs too
+                logger.error("redis heartbeat failed (%s: %s)", type(exc).__name__, exc)
+
+    async def tick(self) -> None:
+        """One heartbeat, then one sweep."""
+        presence = self._presence
+        added = await self._beat(keys=[presence.nodes_key, presence.alive_key],
+                                 args=[presence.node_id, int(self.ttl * 1000)])
+        if added and self._registered:
+            count = await presence.reassert()
+            logger.warning("this node was missing from redis (restart, or unreachable longer "
+                           "than %.0fs); wrote back %d connections", self.ttl, count)
+        self._registered = True
+        dead, left = await presence.reap()
+        if dead:
+            logger.warning("removed %d connections of %d dead node(s) from presence",
+                           len(left), dead)
+            if left:
+                await self._on_left(left)
