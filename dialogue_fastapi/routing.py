@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Request, Response, WebSocket
 from .auth import AuthResult
 from .connection import Connection
 from .errors import CloseCode
+from .nodelay import ensure_nodelay
 from .origins import origin_allowed
 from .rest import build_rest_routes
 from .runtime import Runtime
@@ -42,6 +43,7 @@ def build_router(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
         websocket: WebSocket, auth_result: Annotated[AuthResult, Depends(auth)]
     ) -> None:
         await websocket.accept()
+        ensure_nodelay(getattr(websocket, "_receive", None))  # the server's own ASGI receive
         origin = websocket.headers.get("origin")
         if not origin_allowed(origin, websocket.headers.get("host"), rt.config.allowed_origins):
             await _refuse(websocket, CloseCode.ORIGIN_REFUSED,

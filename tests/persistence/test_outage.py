@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import PG_URL, drop_tables, need_postgres
 from helpers import authenticate, ws_as
+from pg_helpers import PG_URL, drop_tables, need_postgres
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from tcp_proxy import TcpProxy
