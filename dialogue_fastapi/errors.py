@@ -130,5 +130,6 @@ class CloseCode:
     PROTOCOL_VIOLATION = 4400
 
     SERVICE_RESTART = 1012  # sent by uvicorn itself on shutdown
+    TRY_AGAIN_LATER = 1013  # a backend (Redis) is unavailable: the connection cannot be served
 
-    RECONNECT = frozenset({1001, 1012, 4002, 4008, 4009})
+    RECONNECT = frozenset({1001, 1012, 1013, 4002, 4008, 4009})

@@ -7,6 +7,7 @@ size pre-check -> ``before_join`` -> atomic size reservation -> attach
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -26,8 +27,11 @@ from .errors import (
 from .history import HistoryReader
 from .hooks import call_maybe_async, fire
 from .hub import Hub
+from .outages import is_outage
 from .rooms import Room, RoomRegistry
 from .types import EventMessage, Position
+
+logger = logging.getLogger("dialogue_fastapi")
 
 
 class MembershipService:
@@ -157,7 +161,13 @@ class MembershipService:
         """Leave a room; False if the connection was not in it."""
         if not await self._hub.detach(conn, room_id):
             return False
-        await self._broker.presence.leave(room_id, conn.client_id)
+        try:
+            await self._broker.presence.leave(room_id, conn.client_id)
+        except Exception as exc:  # left here; the broker fixes its presence when it is back
+            if not is_outage(exc):
+                raise
+            logger.warning("presence of %s in %s not removed: backend unavailable (%s)",
+                           conn.client_id, room_id, exc)
         if notify:
             await fire("on_left", self._hooks.on_left, conn.identity, room_id)
             room = self._registry.find(room_id)

@@ -1,6 +1,6 @@
 """REST routes: rooms, history, publish, presence, health and readiness."""
 
-
+import logging
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
@@ -10,8 +10,17 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
 from .auth import AuthResult
-from .errors import BadRequest, DialogueError, Forbidden, Reject, Unauthorized
-from .hooks import call_maybe_async
+from .errors import (
+    BadRequest,
+    DialogueError,
+    Forbidden,
+    InternalError,
+    Reject,
+    Unauthorized,
+    Unavailable,
+)
+from .hooks import call_maybe_async, correlation_id
+from .outages import is_outage
 from .rest_models import (
     CreateRoomBody,
     ErrorBody,
@@ -25,6 +34,8 @@ from .rest_models import (
 )
 from .runtime import Runtime
 from .types import Identity
+
+logger = logging.getLogger("dialogue_fastapi")
 
 
 def error_response(error: DialogueError) -> JSONResponse:
@@ -52,6 +63,15 @@ class DialogueRoute(APIRoute):
                     f"{where}: {errors[0]['msg'] if errors else 'invalid'}", details=errors))
             except DialogueError as exc:
                 return error_response(exc)
+            except Exception as exc:
+                if is_outage(exc):
+                    logger.warning("%s %s: backend unavailable (%s: %s)", request.method,
+                                   request.url.path, type(exc).__name__, exc)
+                    return error_response(Unavailable("a backend is unavailable; retry later"))
+                cid = correlation_id()
+                logger.exception("%s %s failed [%s]", request.method, request.url.path, cid)
+                return error_response(InternalError(f"internal error; correlation id {cid}",
+                                                    correlation_id=cid))
 
         return handler
 

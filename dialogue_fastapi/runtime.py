@@ -141,7 +141,11 @@ class Runtime:
 
     async def connected(self, conn: Connection) -> None:
         self.hub.add_connection(conn)
-        await self.broker.presence.connect(conn.entry())
+        try:
+            await self.broker.presence.connect(conn.entry())
+        except BaseException:
+            self.hub.remove_connection(conn)
+            raise
         await fire("on_connected", self.hooks.on_connected, conn.identity, conn.client_id)
 
     async def disconnected(self, conn: Connection) -> None:

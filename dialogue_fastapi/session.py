@@ -17,9 +17,10 @@ from starlette.websockets import WebSocket
 
 from .background import BackgroundTask
 from .connection import Connection
-from .errors import BadRequest, CloseCode, DialogueError, InternalError, PayloadTooLarge
+from .errors import BadRequest, CloseCode, DialogueError, InternalError, PayloadTooLarge, Unavailable
 from .hooks import correlation_id
 from .ops import OPS
+from .outages import is_outage
 from .runtime import Runtime
 
 logger = logging.getLogger("dialogue_fastapi")
@@ -73,7 +74,17 @@ class WebSocketSession:
         conn, config = self.conn, self.rt.config
         conn.send_frame({"op": "hello", "client_id": conn.client_id, "user_id": conn.user_id,
                          "protocol": 1, "heartbeat": config.heartbeat})
-        await self.rt.connected(conn)
+        try:
+            await self.rt.connected(conn)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            logger.warning("refusing %s: backend unavailable (%s: %s)", conn.client_id,
+                           type(exc).__name__, exc)
+            conn.close(CloseCode.TRY_AGAIN_LATER, "a backend is unavailable; reconnect later")
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.run_writer(), CLOSE_GRACE)
+            return
         writer = self._writer = asyncio.create_task(conn.run_writer())
         reader = asyncio.current_task()
         conn.on_close = lambda: self._start_cut(reader)
@@ -180,7 +191,11 @@ class WebSocketSession:
         except DialogueError as exc:
             self._error(cmd_id, exc)
             return
-        except Exception:
+        except Exception as exc:
+            if is_outage(exc):
+                logger.warning("op %s: backend unavailable (%s: %s)", op, type(exc).__name__, exc)
+                self._error(cmd_id, Unavailable("a backend is unavailable; retry later"))
+                return
             cid = correlation_id()
             logger.exception("op %s failed [%s]", op, cid)
             self._error(cmd_id, InternalError(f"internal error; correlation id {cid}",

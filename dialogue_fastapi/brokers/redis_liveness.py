@@ -8,7 +8,9 @@ connections therefore leave presence within ``ttl + ttl / 3`` seconds.
 
 If the heartbeat finds this node unregistered after it had registered (Redis
 restarted and lost everything, or the node was unreachable for longer than
-the TTL and a survivor reaped it) the node writes its presence back.
+the TTL and a survivor reaped it) the node writes its presence back; if a
+leave or a disconnect could not be written during an outage, it rewrites its
+own entries from its in-memory mirror on the next beat that gets through.
 """
 
 from __future__ import annotations
@@ -70,6 +72,10 @@ class NodeLiveness:
             count = await presence.reassert()
             logger.warning("this node was missing from redis (restart, or unreachable longer "
                            "than %.0fs); wrote back %d connections", self.ttl, count)
+        elif presence.stale:
+            count = await presence.reassert(clear=True)
+            logger.warning("leaves or disconnects did not reach redis during an outage; "
+                           "rewrote this node's %d connections", count)
         self._registered = True
         dead, left = await presence.reap()
         if dead:

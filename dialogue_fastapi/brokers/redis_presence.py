@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..types import PresenceEntry
-from .redis_presence_scripts import CONNECT, DISCONNECT, JOIN, REAP, RETIRE
+from .redis_presence_scripts import CLEAR_NODE, CONNECT, DISCONNECT, JOIN, REAP
 from .redis_scripts import RoomKeys, part
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ class RedisPresence:
         self._redis: Redis | None = None
         self._scripts: dict[str, AsyncScript] = {}
         self._local: dict[str, tuple[PresenceEntry, set[str]]] = {}  # client -> (entry, rooms)
+        self.stale = False  # a leave or disconnect did not reach Redis: rewrite ours when back
         self.nodes_key = f"{prefix}nodes"
         self.where_key = f"{prefix}where"
         self._node_base = f"{prefix}node:{part(node_id)}"
@@ -43,7 +44,7 @@ class RedisPresence:
         self._scripts = {} if redis is None else {
             name: redis.register_script(source) for name, source in
             (("join", JOIN), ("connect", CONNECT), ("disconnect", DISCONNECT),
-             ("reap", REAP), ("retire", RETIRE))
+             ("reap", REAP), ("clear", CLEAR_NODE))
         }
 
     def _script(self, name: str) -> AsyncScript:
@@ -85,10 +86,14 @@ class RedisPresence:
         if local is not None:
             local[1].discard(room)
         key = self._room(room)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hdel(key, client_id)
-            pipe.srem(self._client(client_id), key)
-            await pipe.execute()
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hdel(key, client_id)
+                pipe.srem(self._client(client_id), key)
+                await pipe.execute()
+        except Exception:
+            self.stale = True
+            raise
 
     def forget_room(self, room: str) -> None:
         """The room was dropped (its presence hash deleted): forget it locally too."""
@@ -106,25 +111,34 @@ class RedisPresence:
 
     # connections ---------------------------------------------------------------------
     async def connect(self, entry: PresenceEntry) -> None:
-        self._local.setdefault(entry.client_id, (entry, set()))
         await self._script("connect")(
             keys=[self.user_key(entry.user_id), self.where_key, self._clients_key],
             args=[entry.client_id, entry.user_id, self.node_id],
         )
+        self._local.setdefault(entry.client_id, (entry, set()))
 
     async def disconnect(self, entry: PresenceEntry) -> None:
         self._local.pop(entry.client_id, None)
-        await self._script("disconnect")(
-            keys=[self._clients_key], args=[self._prefix, entry.client_id, entry.user_id],
-        )
+        try:
+            await self._script("disconnect")(
+                keys=[self._clients_key], args=[self._prefix, entry.client_id, entry.user_id],
+            )
+        except Exception:
+            self.stale = True
+            raise
 
     async def clients_of(self, user_id: str) -> list[str]:
         clients = await self.redis.smembers(self.user_key(user_id))
         return sorted(_text(c) for c in clients)
 
     # node liveness -----------------------------------------------------------------------
-    async def reassert(self) -> int:
-        """Write this node's connections and memberships back (after Redis lost them)."""
+    async def reassert(self, *, clear: bool = False) -> int:
+        """Write this node's connections and memberships back (after Redis lost them);
+        ``clear`` first removes what Redis holds of this node (some of it is stale)."""
+        self.stale = False
+        if clear:
+            await self._script("clear")(keys=[self.nodes_key, self.alive_key],
+                                        args=[self._prefix, self.node_id, ""])
         for entry, rooms in list(self._local.values()):
             await self._script("connect")(
                 keys=[self.user_key(entry.user_id), self.where_key, self._clients_key],
@@ -151,8 +165,8 @@ class RedisPresence:
     async def retire(self) -> None:
         """This node stops: remove whatever of its presence is left, and the node itself."""
         self._local.clear()
-        await self._script("retire")(keys=[self.nodes_key, self.alive_key],
-                                     args=[self._prefix, self.node_id])
+        await self._script("clear")(keys=[self.nodes_key, self.alive_key],
+                                    args=[self._prefix, self.node_id, "1"])
 
     def _room_of(self, presence_key: str) -> str | None:
         """The room id inside ``{prefix}room:{len}:{room}:presence``."""

@@ -87,13 +87,17 @@ table.insert(left, 1, dead)
 return left
 """
 
-# KEYS: nodes set, alive key ; ARGV: prefix, node id  (a node leaving cleanly)
-RETIRE = _KEYS + """
+# KEYS: nodes set, alive key ; ARGV: prefix, node id, '1' to retire the node too (it stops),
+#       '' to clear only its connections (before writing them back after an outage)
+CLEAR_NODE = _KEYS + """
 local base = ARGV[1] .. 'node:' .. part(ARGV[2])
 local clients = redis.call('HGETALL', base .. ':clients')
 for i = 1, #clients, 2 do forget(ARGV[1], clients[i], clients[i + 1], nil) end
-redis.call('DEL', base .. ':clients', KEYS[2])
-redis.call('SREM', KEYS[1], ARGV[2])
+redis.call('DEL', base .. ':clients')
+if ARGV[3] == '1' then
+  redis.call('DEL', KEYS[2])
+  redis.call('SREM', KEYS[1], ARGV[2])
+end
 return 1
 """
 
