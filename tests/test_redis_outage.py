@@ -62,7 +62,7 @@ async def test_with_redis_unreachable_requests_get_unavailable_and_recover(serve
         assert (await http.get("/rooms/r/presence")).json()["count"] == 2
         assert (await http.get("/ready")).status_code == 200
         await proxy.cut()
-        await leaver.close()  # its disconnect cannot reach Redis  # Redis is gone for this node: every connection reset, none accepted
+        await leaver.close()  # Redis is gone for this node: its disconnect cannot reach Redis
 
         with pytest.raises(ProbeError) as refused:
             await probe.request("publish", room="r", event="e", data=1, timeout=10)

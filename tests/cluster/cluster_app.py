@@ -1,0 +1,181 @@
+"""The application every cluster node process runs (``uvicorn cluster_app:app``).
+
+Configured from the environment the test sets:
+
+- ``DIALOGUE_TEST_REDIS_URL``: the Redis every node shares;
+- ``CLUSTER_PREFIX``: the broker's key prefix (one per test module), which also
+  prefixes the keys this app writes for the tests (``{prefix}test:...``);
+- ``CLUSTER_DATABASE_URL`` (optional): durable history in this database, with the
+  tables named from ``CLUSTER_TABLE_PREFIX`` (optional);
+- ``CLUSTER_PARENT_PID``: the test process; when it is gone the node ends its
+  own process group, so no node outlives a test run that was killed.
+
+Users are told apart by ``?token=<user>`` or ``Authorization: Bearer <user>``.
+Besides the Dialogue router (under ``/dialogue``) it has a few routes for the
+tests under ``/test`` that call the server-side API of *this* node.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic import BaseModel
+from redis.asyncio import Redis
+from starlette.requests import HTTPConnection
+
+from dialogue_fastapi import Dialogue, EventMessage, Hooks, Identity, RoomConfig
+from dialogue_fastapi.brokers.redis import RedisBroker
+
+REDIS_URL = os.environ["DIALOGUE_TEST_REDIS_URL"]
+PREFIX = os.environ["CLUSTER_PREFIX"]
+ROUTER_PREFIX = "/dialogue"
+
+# keys this app writes for the tests (under the broker's prefix, so they are cleaned up with it)
+CONNECTIONS_KEY = f"{PREFIX}test:connections"  # hash client_id -> "pid node_id"
+
+
+def handled_key(room: str) -> str:
+    """Hash seq -> how many times an ``on`` handler ran for that event."""
+    return f"{PREFIX}test:handled:{room}"
+
+
+def handled_total_key(room: str) -> str:
+    """Counter: every ``on`` handler run in the room, cluster-wide."""
+    return f"{PREFIX}test:handled-total:{room}"
+
+
+# rooms: every test uses its own room ids so that tests sharing the nodes of a module
+# never see each other's events
+OPEN_ROOMS = ["cross", "order", "stream", "handled", "killed", "uvicorn-workers", "gunicorn-workers"]
+CAPPED_ROOMS = ["capped"]  # max_size=5
+PRESENCE_ROOMS = ["lobby"]  # presence_events=True
+HANDLED_ROOMS = ["handled"]  # an on-handler counts its runs in Redis
+
+rooms: dict[str, RoomConfig] = {room: RoomConfig(name=room) for room in OPEN_ROOMS}
+rooms.update({room: RoomConfig(name=room, max_size=5) for room in CAPPED_ROOMS})
+rooms.update({room: RoomConfig(name=room, presence_events=True) for room in PRESENCE_ROOMS})
+
+
+def authenticate(conn: HTTPConnection) -> Identity | None:
+    token = conn.query_params.get("token")
+    header = conn.headers.get("authorization", "")
+    if token is None and header.startswith("Bearer "):
+        token = header.removeprefix("Bearer ")
+    return None if not token else Identity(token)
+
+
+state: dict[str, Any] = {}  # the app's own Redis client, made in the lifespan (loop-bound)
+
+
+def _redis() -> Redis:
+    client: Redis = state["redis"]
+    return client
+
+
+async def remember_connection(identity: Identity, client_id: str) -> None:
+    """Which process holds each connection (``--workers`` tests ask Redis)."""
+    await _redis().hset(CONNECTIONS_KEY, client_id, f"{os.getpid()} {broker.node_id}")
+
+
+def store() -> Any:
+    """The event store when the test asks for one (``CLUSTER_DATABASE_URL``), else None."""
+    url = os.environ.get("CLUSTER_DATABASE_URL")
+    if not url:
+        return None
+    from dialogue_fastapi.stores.sql import SqlStore
+
+    table_prefix = os.environ.get("CLUSTER_TABLE_PREFIX")
+    return SqlStore(url) if not table_prefix else SqlStore(url, table_prefix=table_prefix)
+
+
+broker = RedisBroker(REDIS_URL, prefix=PREFIX)
+dialogue = Dialogue(rooms=rooms, broker=broker, persistence=store(), authenticate=authenticate,
+                    hooks=Hooks(on_connected=remember_connection))
+
+
+async def count_run(message: EventMessage) -> None:
+    async with _redis().pipeline(transaction=True) as pipe:
+        pipe.hincrby(handled_key(message.room), str(message.seq), 1)
+        pipe.incr(handled_total_key(message.room))
+        await pipe.execute()
+
+
+for handled_room in HANDLED_ROOMS:
+    dialogue.on(handled_room, "*", count_run)
+
+
+@asynccontextmanager
+async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    client = Redis.from_url(REDIS_URL.split("?", 1)[0])  # without the broker's own options
+    state["redis"] = client
+    try:
+        yield
+    finally:
+        await client.aclose()
+
+
+app = FastAPI(lifespan=lifespan)
+app.include_router(dialogue.router, prefix=ROUTER_PREFIX)
+
+
+class DirectBody(BaseModel):
+    user: str
+    event: str
+    data: Any = None
+
+
+class DisconnectBody(BaseModel):
+    user: str
+    reason: str = "disconnected by the test"
+
+
+@app.get("/test/node")
+async def node() -> dict[str, Any]:
+    """Which process answered."""
+    return {"pid": os.getpid(), "node_id": broker.node_id}
+
+
+@app.post("/test/send_to_user")
+async def send_to_user(body: DirectBody) -> dict[str, Any]:
+    await dialogue.send_to_user(body.user, body.event, body.data)
+    return {"node_id": broker.node_id}
+
+
+@app.post("/test/disconnect_user")
+async def disconnect_user(body: DisconnectBody) -> dict[str, Any]:
+    await dialogue.disconnect_user(body.user, body.reason)
+    return {"node_id": broker.node_id}
+
+
+@app.get("/test/clients/{user}")
+async def get_clients(user: str) -> dict[str, Any]:
+    return {"clients": await dialogue.get_clients(user), "node_id": broker.node_id}
+
+
+@app.get("/test/in_room/{room}/{user}")
+async def is_in_room(room: str, user: str) -> dict[str, Any]:
+    return {"in_room": await dialogue.is_in_room(user, room), "node_id": broker.node_id}
+
+
+def _watch_parent() -> None:
+    parent = int(os.environ.get("CLUSTER_PARENT_PID") or 0)
+    if not parent:
+        return
+    while True:
+        time.sleep(0.5)
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:  # the test run is gone: take the whole node with us
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+        except PermissionError:
+            pass
+
+
+threading.Thread(target=_watch_parent, name="cluster-parent-watch", daemon=True).start()
