@@ -8,10 +8,16 @@ prefix; its keys are deleted afterwards.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
+import shutil
+import signal
+import socket
+import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -80,3 +86,73 @@ async def fresh_redis_broker(**options: Any) -> AsyncIterator[Any]:
         yield RedisBroker(REDIS_URL, prefix=prefix, **options)
     finally:
         await delete_prefix(prefix)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class PrivateRedis:
+    """A redis-server of this test only, on a free port, that can be killed and restarted."""
+
+    def __init__(self, log: Path) -> None:
+        self.port = free_port()
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def start(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary is not None
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--dir", str(self.log.parent)],
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        from redis.asyncio import Redis
+
+        client = Redis.from_url(self.url, socket_connect_timeout=1)
+        try:
+            async with asyncio.timeout(10):
+                while not await _pings(client):
+                    await asyncio.sleep(0.02)
+        finally:
+            await client.aclose()
+
+    def pause(self) -> None:
+        """SIGSTOP: the server hangs (connections stay open, nothing is answered)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+async def _pings(client: Any) -> bool:
+    try:
+        return bool(await client.ping())
+    except Exception:
+        return False
+
+
+def need_redis_server() -> None:
+    if shutil.which("redis-server") is not None:
+        return
+    reason = "redis-server is not installed: tests that stop or restart Redis run their own"
+    if IN_CI:
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)

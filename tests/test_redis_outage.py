@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
-from redis_helpers import REDIS_URL, delete_prefix, need_redis
+from redis_helpers import REDIS_URL, PrivateRedis, delete_prefix, need_redis, need_redis_server
 from tcp_proxy import TcpProxy
 
 from dialogue_fastapi import Dialogue, RoomConfig
@@ -104,3 +104,30 @@ async def test_with_redis_unreachable_requests_get_unavailable_and_recover(serve
         await http.aclose()
         await proxy.cut()
         await delete_prefix(prefix)
+
+
+async def test_a_hung_redis_fails_publishes_within_the_command_timeout(serve, tmp_path) -> None:
+    need_redis_server()
+    redis = PrivateRedis(tmp_path / "redis.log")
+    await redis.start()
+    broker = RedisBroker(redis.url, retries=1, command_timeout=0.5)
+    dialogue = Dialogue(rooms={"r": RoomConfig(name="r")}, broker=broker, allow_anonymous=True)
+    srv = await serve(dialogue)
+    probe = await WsProbe.open(srv.ws_url("/ws"))
+    try:
+        await probe.request("join", room="r")
+        redis.pause()  # SIGSTOP: connections stay open, nothing answers
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(ProbeError) as refused:
+            await probe.request("publish", room="r", event="e", data=1, timeout=10)
+        took = loop.time() - started
+        assert refused.value.error["code"] == "UNAVAILABLE"
+        # two attempts of 0.5 s and a short backoff: it fails, it does not hang
+        assert took < 3.0, f"UNAVAILABLE after {took:.1f}s"
+        redis.resume()
+        ack = await probe.request("publish", room="r", event="e", data=2)
+        assert (await probe.next("event"))["seq"] == ack["seq"]
+    finally:
+        await probe.close()
+        redis.kill()

@@ -31,9 +31,9 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
-from redis.retry import Retry
 
 from ..types import EventMessage, Position, PresenceEntry
 from .base import ControlSink, EventSink, PositionLoader, Published
@@ -63,7 +63,8 @@ class RedisBroker:
 
     def __init__(
         self, url: str = "redis://127.0.0.1:6379/0", *, prefix: str | None = None,
-        node_ttl: float | None = None, retries: int = 3, health_check_interval: float = 10.0,
+        node_ttl: float | None = None, retries: int = 2, command_timeout: float = 5.0,
+        health_check_interval: float = 10.0,
         poll_timeout: float = 1.0, connect_wait: float = 3.0,
     ) -> None:
         url, options = split_options(url)
@@ -73,6 +74,7 @@ class RedisBroker:
         self.node_id = secrets.token_hex(8)
         self.presence = RedisPresence(self.prefix, self.node_id)
         self._retries, self._health_interval, self._poll = retries, health_check_interval, poll_timeout
+        self.command_timeout = command_timeout
         self._connect_wait = connect_wait
         self._control_channel = f"{self.prefix}cluster"
         self._redis: Redis | None = None
@@ -95,7 +97,7 @@ class RedisBroker:
 
     async def start(self, on_event: EventSink, on_control: ControlSink) -> None:
         self._on_event, self._on_control = on_event, on_control
-        self._redis = self._client()
+        self._redis = self._client(socket_timeout=self.command_timeout)  # a hung Redis fails fast
         self._sub = self._client(health_check_interval=self._health_interval,
                                  client_name=f"dialogue-sub-{self.node_id}")
         self.presence.bind(self._redis)

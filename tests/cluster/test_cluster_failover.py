@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import functools
 import secrets
-import shutil
-import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,9 +17,9 @@ from typing import Any
 
 import httpx
 import pytest
-from nodes import NodeProcess, bearer, eventually, free_port, node_env, start_all, stop_all
+from nodes import NodeProcess, bearer, eventually, node_env, start_all, stop_all
 from pg_helpers import fresh_postgres
-from redis_helpers import IN_CI, REDIS_URL, delete_prefix, need_redis
+from redis_helpers import REDIS_URL, PrivateRedis, delete_prefix, need_redis, need_redis_server
 from tcp_proxy import TcpProxy
 
 from dialogue_fastapi.client import DialogueClient
@@ -148,57 +146,6 @@ async def test_a_killed_nodes_clients_move_to_a_survivor_and_its_presence_is_cle
 
 # --- Redis restarted ---------------------------------------------------------------------
 
-class PrivateRedis:
-    """A redis-server of this test only, on a free port, that can be killed and restarted."""
-
-    def __init__(self, log: Path) -> None:
-        self.port = free_port()
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    async def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary is not None
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--dir", str(self.log.parent)],
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        from redis.asyncio import Redis
-
-        client = Redis.from_url(self.url, socket_connect_timeout=1)
-        try:
-            await eventually(lambda: _pings(client), bool, timeout=10, what="redis-server started")
-        finally:
-            await client.aclose()
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-
-async def _pings(client: Any) -> bool:
-    try:
-        return bool(await client.ping())
-    except Exception:
-        return False
-
-
-def need_redis_server() -> None:
-    if shutil.which("redis-server") is not None:
-        return
-    reason = "redis-server is not installed: the Redis restart test runs its own"
-    if IN_CI:
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)
-
-
 @pytest.fixture
 async def restartable(tmp_path: Path) -> AsyncIterator[tuple[PrivateRedis, list[NodeProcess], str]]:
     await need_redis()
@@ -279,3 +226,48 @@ async def test_after_a_redis_restart_nodes_recover_and_positions_continue_from_t
     finally:
         await watcher.close()
         await http.aclose()
+
+
+async def test_after_a_redis_restart_without_persistence_clients_resync_to_a_new_epoch(
+    tmp_path: Path,
+) -> None:
+    await need_redis()
+    need_redis_server()
+    redis = PrivateRedis(tmp_path / "redis.log")
+    await redis.start()
+    nodes = [NodeProcess(f"node{name}", node_env(with_ttl(redis.url), "dlost:"), tmp_path)
+             for name in "AB"]
+    http = httpx.AsyncClient(timeout=10.0)
+    watcher = DialogueClient(nodes[0].ws_url("watcher"), backoff_initial=0.05, backoff_max=0.5)
+    try:
+        await start_all(nodes)
+        b = nodes[1]
+        room = "cross"
+        await watcher.connect()
+        seen = await watch(watcher, room)
+        for n in range(1, 6):
+            await publish_ok(http, b, room, n)
+        await eventually(seen.count, lambda k: k == 5, what="the first 5 events")
+        old_epoch = watcher.room(room).position["epoch"]  # type: ignore[union-attr]
+
+        redis.kill()
+        await redis.start()  # empty: the room's history and epoch are gone
+
+        async def resynced() -> int:
+            return seen.resets
+
+        # A's subscriber comes back, sees a new epoch and closes the room's members with 1012;
+        # the client rejoins with its old position and is told it cannot be recovered
+        await publish_ok(http, b, room, 6)  # the first event of the new epoch: seq 1
+        await eventually(resynced, lambda r: r == 1, timeout=15, what="the client was reset")
+        new_epoch = watcher.room(room).position["epoch"]  # type: ignore[union-attr]
+        assert new_epoch != old_epoch
+        seq = await publish_ok(http, b, room, 7)
+        await eventually(seen.count, lambda k: k >= 6, what="live events in the new epoch")
+        assert seen.seqs[:5] == [1, 2, 3, 4, 5] and seen.seqs[-1] == seq
+        assert seen.resets == 1
+    finally:
+        await watcher.close()
+        await http.aclose()
+        await stop_all(nodes)
+        redis.kill()
