@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 from .brokers import Broker, broker_from_config
-from .brokers.base import RestoresPositions
+from .brokers.base import StoreBacked, StoredRooms
 from .config import DialogueConfig
 from .connection import Connection, QueueLimits
 from .control import ControlHandler
@@ -83,14 +83,14 @@ class Runtime:
         try:
             if self.store is not None:
                 await self.store.start()  # the database must be reachable to start
-            if self.writer is not None and isinstance(self.broker, RestoresPositions):
-                self.broker.use_stored_positions(self.writer.position_of)
+            if self.writer is not None and isinstance(self.broker, StoreBacked):
+                self.broker.use_store(StoredRooms(self.writer.position_of, self.writer.read_after))
             await self.broker.start(self.hub.deliver, self.control)
             if self.writer is not None:
                 await self._restore(self.writer)
         except BaseException:
-            if isinstance(self.broker, RestoresPositions):
-                self.broker.use_stored_positions(None)
+            if isinstance(self.broker, StoreBacked):
+                self.broker.use_store(None)
             self._starts -= 1
             raise
         if self.writer is not None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from redis_helpers import REDIS_URL, delete_prefix, need_redis, redis_client
 
+from dialogue_fastapi.brokers.base import StoredRooms
 from dialogue_fastapi.brokers.redis import RedisBroker
 from dialogue_fastapi.brokers.redis_options import split_options
 from dialogue_fastapi.testing.broker_contract import RecordingSink
@@ -172,6 +173,10 @@ def back_in_lobby_only(a: RedisBroker) -> Callable[[], Awaitable[bool]]:
     return check
 
 
+async def no_events(room: str, after: int, limit: int) -> list[EventMessage]:
+    return []
+
+
 async def test_positions_are_restored_from_the_store_when_redis_has_none() -> None:
     stored = {"kept": Position(41, "stored-epoch")}
     asked: list[str] = []
@@ -182,7 +187,7 @@ async def test_positions_are_restored_from_the_store_when_redis_has_none() -> No
 
     async with nodes(1) as cluster:
         (a, _), = cluster
-        a.use_stored_positions(loader)
+        a.use_store(StoredRooms(loader, no_events))
         published = await a.publish(msg("kept", 1), 100)
         assert published.message.seq == 42
         assert await a.position("kept") == Position(42, "stored-epoch")
@@ -215,3 +220,30 @@ async def test_a_room_whose_history_redis_lost_is_reset_on_the_node() -> None:
         await a.publish(msg("gone", 2), 100)  # the new epoch's seq 1 is delivered, not dropped
         events = await sink.wait_events(2)
         assert [(m.seq, m.data["n"]) for m in events] == [(1, 1), (1, 2)]
+
+
+async def test_events_that_left_the_stream_while_the_subscriber_was_away_come_from_the_store() -> None:
+    stored: list[EventMessage] = []
+
+    async def read_after(room: str, after: int, limit: int) -> list[EventMessage]:
+        return [m for m in stored if m.room == room and m.seq > after][:limit]
+
+    async def no_position(room: str) -> Position | None:
+        return None
+
+    async with nodes(1) as cluster:
+        (a, sink), = cluster
+        a.use_store(StoredRooms(no_position, read_after))
+        await a.subscribe("far")
+        stored.append((await a.publish(msg("far", 1), 3)).message)
+        await sink.wait_events(1)
+        async with redis_client() as raw:
+            ours = [c["id"] for c in await raw.client_list(_type="pubsub")
+                    if c.get("name") == f"dialogue-sub-{a.node_id}"]
+            await raw.execute_command("CLIENT", "KILL", "ID", ours[0])
+            for n in range(2, 9):  # the stream keeps 3: 6, 7, 8
+                stored.append((await a.publish(msg("far", n), 3)).message)
+        events = await sink.wait_events(8)
+        await asyncio.sleep(0.2)
+        assert [m.seq for m in events] == list(range(1, 9))
+        assert [m.data["n"] for m in events] == list(range(1, 9))

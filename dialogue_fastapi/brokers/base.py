@@ -130,12 +130,22 @@ class Broker(Protocol):
 
 
 PositionLoader = Callable[[str], Awaitable[Position | None]]
+EventLoader = Callable[[str, int, int], Awaitable[list[EventMessage]]]  # room, after, limit
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRooms:
+    """What a broker may read from the store: a room's position, and its events after a seq."""
+
+    position_of: PositionLoader
+    read_after: EventLoader
 
 
 @runtime_checkable
-class RestoresPositions(Protocol):
-    """A shared broker that can lose state (Redis restarted) and restore it from the store."""
+class StoreBacked(Protocol):
+    """A shared broker that can lose state (Redis restarted, a subscriber away longer than
+    its window) and repairs it from the store when persistence is on."""
 
-    def use_stored_positions(self, loader: PositionLoader | None) -> None:
-        """Read a room's stored position with ``loader`` when the broker has none."""
+    def use_store(self, store: StoredRooms | None) -> None:
+        """Read positions and missed events from ``store`` when the broker has none."""
         ...

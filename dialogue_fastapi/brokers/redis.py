@@ -36,7 +36,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
 
 from ..types import EventMessage, Position, PresenceEntry
-from .base import ControlSink, EventSink, PositionLoader, Published
+from .base import ControlSink, EventSink, Published, StoredRooms
 from .redis_liveness import NodeLiveness
 from .redis_options import split_options
 from .redis_presence import RedisPresence
@@ -83,11 +83,12 @@ class RedisBroker:
         self._liveness: NodeLiveness | None = None
         self._on_event: EventSink | None = None
         self._on_control: ControlSink | None = None
-        self._loader: PositionLoader | None = None
+        self._store: StoredRooms | None = None
 
-    def use_stored_positions(self, loader: PositionLoader | None) -> None:
-        """Restore a room's position from the store when Redis has none (persistence on)."""
-        self._loader = loader
+    def use_store(self, store: StoredRooms | None) -> None:
+        """With persistence: restore a room's position from the store when Redis has none,
+        and read events that left the Redis window before this node got them."""
+        self._store = store
 
     # lifecycle -----------------------------------------------------------------
     def _client(self, **options: Any) -> Redis:
@@ -153,7 +154,7 @@ class RedisBroker:
         body = orjson.dumps(message.to_record())
         hist = keys.history(message.event)
         for attempt in range(2):
-            restore = "1" if self._loader is not None and attempt == 0 else "0"
+            restore = "1" if self._store is not None and attempt == 0 else "0"
             found = await self._publish(
                 keys=[keys.seq, keys.epoch, keys.stream, keys.idem, keys.hist, hist],
                 args=[field, message.ts, body, max(window, 1), max(history, 0), keys.channel,
@@ -171,7 +172,7 @@ class RedisBroker:
     async def position(self, room: str) -> Position:
         keys = RoomKeys(self.prefix, room)
         for attempt in range(2):
-            restore = "1" if self._loader is not None and attempt == 0 else "0"
+            restore = "1" if self._store is not None and attempt == 0 else "0"
             found = await self._position(keys=[keys.seq, keys.epoch], args=[_epoch(), restore])
             if found:
                 break
@@ -181,7 +182,7 @@ class RedisBroker:
 
     async def _restore_stored(self, room: str) -> None:
         """Redis has no epoch for the room: continue from the store's position, if any."""
-        stored = await self._loader(room) if self._loader is not None else None
+        stored = await self._store.position_of(room) if self._store is not None else None
         if stored is not None:
             await self.restore(room, stored)
             logger.info("room %s: position restored from the store (seq %d)", room, stored.seq)
@@ -229,6 +230,13 @@ class RedisBroker:
         k = RoomKeys(self.prefix, room)
         await self._restore(keys=[k.seq, k.epoch, k.stream, k.idem, k.hist],
                             args=[position.seq, position.epoch])
+
+    async def stored(self, room: str, after: int, before: int) -> list[EventMessage]:
+        """Events ``after < seq < before`` from the store (none without persistence)."""
+        if self._store is None or before <= after + 1:
+            return []
+        found = await self._store.read_after(room, after, before - after - 1)
+        return [m for m in found if m.seq < before]
 
     async def raise_to(self, room: str, position: Position) -> None:
         """This node saw events beyond what Redis has (restored from a lagging store)."""

@@ -6,8 +6,9 @@ in with a ``get_message(timeout=...)`` loop (which also sends the health
 pings ``listen()`` never sends), under a supervising loop that
 reconnects with backoff when the connection or Redis goes away. It tracks the
 last seq delivered per room: a gap, or a (re)subscription after the
-connection came back, is repaired from the room's stream before newer events
-are delivered, so the sink sees every event once, in seq order. After a
+connection came back, is repaired from the room's stream (and from the store,
+for events that already left the stream) before newer events are delivered,
+so the sink sees every event once, in seq order. After a
 resubscription it also checks the room's epoch: if Redis lost the room (a
 restart without persistence to restore it from) the room's members on this
 node are told to reconnect (see ``RedisBroker``), as their positions are void.
@@ -51,6 +52,8 @@ class RoomSource(Protocol):
     async def range(self, keys: RoomKeys, after: int, upto: int | None) -> list[EventMessage]: ...
 
     async def position(self, room: str) -> Position: ...
+
+    async def stored(self, room: str, after: int, before: int) -> list[EventMessage]: ...
 
     async def raise_to(self, room: str, position: Position) -> None: ...
 
@@ -208,9 +211,14 @@ class RedisSubscriber:
         if last is None or keys is None:
             return
         missed = await self._source.range(keys, last, upto)
-        if missed and missed[0].seq > last + 1:
-            logger.warning("room %s: events %d..%d left the redis window before this node got them",
-                           room, last + 1, missed[0].seq - 1)
+        first = missed[0].seq if missed else (None if upto is None else upto + 1)
+        if first is not None and first > last + 1:  # some left the stream: the store has them
+            for event in await self._source.stored(room, last, first):
+                self._deliver(room, event)
+            if self._last[room] < first - 1:
+                logger.warning("room %s: events %d..%d left the redis window before this node "
+                               "got them, and no store has them", room, self._last[room] + 1,
+                               first - 1)
         for event in missed:
             self._deliver(room, event)
 
