@@ -181,10 +181,11 @@ class Publisher:
                 except Unavailable as exc:
                     not_stored = exc  # delivered already: handlers still run once
         await self._handlers.run(stored)
-        recipients = published.recipients
-        if recipients is None:
-            recipients = await self._broker.presence.count(room.id)
-        await fire("after_each", self._hooks.after_each, stored, recipients)
+        if self._hooks.after_each is not None:
+            recipients = published.recipients
+            if recipients is None:  # delivered elsewhere (Redis): the room's cluster-wide size
+                recipients = await self._broker.presence.count(room.id)
+            await fire("after_each", self._hooks.after_each, stored, recipients)
         if not_stored is not None:
             raise not_stored
         return stored, False
