@@ -16,6 +16,8 @@ from dialogue_fastapi import Dialogue, RoomConfig
 from dialogue_fastapi.brokers.redis import RedisBroker
 from dialogue_fastapi.outages import is_outage
 from dialogue_fastapi.testing import ProbeError, WsProbe
+from dialogue_fastapi.testing.broker_contract import RecordingSink
+from dialogue_fastapi.types import EventMessage
 
 
 async def until(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
@@ -131,3 +133,67 @@ async def test_a_hung_redis_fails_publishes_within_the_command_timeout(serve, tm
     finally:
         await probe.close()
         redis.kill()
+
+
+class AnswerLosingProxy(TcpProxy):
+    """Forwards to Redis; once armed, swallows the next answer and cuts that connection,
+    as a network failure after Redis executed a command but before its reply arrived."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(host, port)
+        self.armed = False
+        self.lost = 0
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+
+        async def upstream() -> None:
+            while data := await reader.read(65536):
+                up_writer.write(data)
+                await up_writer.drain()
+
+        async def downstream() -> None:
+            while data := await up_reader.read(65536):
+                if self.armed:
+                    self.armed = False
+                    self.lost += 1
+                    writer.transport.abort()
+                    up_writer.transport.abort()
+                    return
+                writer.write(data)
+                await writer.drain()
+
+        tasks = [asyncio.create_task(upstream()), asyncio.create_task(downstream())]
+        self._tasks.update(tasks)
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            task.cancel()
+            self._tasks.discard(task)
+        writer.transport.abort()
+        up_writer.transport.abort()
+
+
+async def test_a_publish_whose_answer_was_lost_is_retried_without_publishing_twice() -> None:
+    await need_redis()
+    host, port = REDIS_URL.removeprefix("redis://").split("/")[0].split(":")
+    proxy = AnswerLosingProxy(host, int(port))
+    await proxy.start()
+    db = REDIS_URL.rsplit("/", 1)[1]
+    prefix = f"dtest{secrets.token_hex(4)}:"
+    broker = RedisBroker(f"redis://127.0.0.1:{proxy.port}/{db}", prefix=prefix)
+    sink = RecordingSink()
+    await broker.start(sink.on_event, sink.on_control)
+    try:
+        await broker.subscribe("once")
+        first = await broker.publish(EventMessage(room="once", event="e", data=1, from_="u"), 100)
+        proxy.armed = True  # Redis runs the next publish; its answer never arrives
+        second = await broker.publish(EventMessage(room="once", event="e", data=2, from_="u"), 100)
+        assert proxy.lost == 1
+        assert (first.message.seq, second.message.seq, second.duplicate) == (1, 2, False)
+        assert await broker.read("once", 0) is not None
+        assert [m.data for m in await broker.read("once", 0) or []] == [1, 2]  # not [1, 2, 2]
+        assert (await broker.position("once")).seq == 2
+    finally:
+        await broker.stop()
+        await proxy.cut()
+        await delete_prefix(prefix)

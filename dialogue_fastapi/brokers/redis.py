@@ -24,6 +24,7 @@ new) the position is restored from the store before the first publish, so
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import secrets
 import time
@@ -84,6 +85,7 @@ class RedisBroker:
         self._on_event: EventSink | None = None
         self._on_control: ControlSink | None = None
         self._store: StoredRooms | None = None
+        self._publish_ids = itertools.count(1)
 
     def use_store(self, store: StoredRooms | None) -> None:
         """With persistence: restore a room's position from the store when Redis has none,
@@ -150,7 +152,10 @@ class RedisBroker:
         if not message.ts:
             message.ts = int(time.time() * 1000)
         key = message.idempotency_key
-        field = "" if key is None else f"{message.from_}\x00{key}"
+        # without the sender's key the publish gets one of this node's own, so that a retry
+        # after an ambiguous failure (sent, but the answer was lost) cannot publish it twice
+        own = key is None
+        field = f"\x01{self.node_id}:{next(self._publish_ids)}" if own else f"{message.from_}\x00{key}"
         body = orjson.dumps(message.to_record())
         hist = keys.history(message.event)
         for attempt in range(2):
@@ -164,8 +169,9 @@ class RedisBroker:
                 break
             await self._restore_stored(message.room)
         duplicate, seq, ts, raw = found
-        if duplicate:
+        if duplicate and not own:
             return Published(decode(int(seq), int(ts), raw), duplicate=True)
+        # (a duplicate of our own key: redis-py retried a publish whose answer was lost)
         message.seq = int(seq)
         return Published(message)
 
