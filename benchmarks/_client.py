@@ -168,3 +168,74 @@ async def publisher(url: str) -> AsyncIterator[Publisher]:
         yield pub
     finally:
         await pub.aclose()
+
+
+class Publishers:
+    """Several publishers read as one (the phases' view): publishes go round-robin, one window.
+
+    A server handles one connection's commands in order, so with a broker that
+    waits for a network round trip per publish one connection has at most one
+    publish in progress whatever the window; several connections do not.
+    """
+
+    def __init__(self, parts: list[Publisher]) -> None:
+        self.parts = parts
+        self._next = itertools.cycle(parts)
+
+    @property
+    def window(self) -> asyncio.Semaphore:
+        return self.parts[0].window
+
+    @window.setter
+    def window(self, window: asyncio.Semaphore) -> None:
+        for part in self.parts:
+            part.window = window
+
+    @property
+    def sent(self) -> int:
+        return sum(part.sent for part in self.parts)
+
+    @property
+    def acked(self) -> int:
+        return sum(part.acked for part in self.parts)
+
+    @property
+    def errors(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for part in self.parts:
+            total.update(part.errors)
+        return total
+
+    async def publish(self, i: int) -> None:
+        await next(self._next).publish(i)
+
+
+async def mute(ws: ClientConnection, cmd_id: int = 2) -> None:
+    """Unsubscribe a joined connection from the benchmark's event (dialogue's ``unsubscribe``)."""
+    await send_json(ws, {"op": "unsubscribe", "id": cmd_id, "room": ROOM, "events": [EVENT]})
+    while True:
+        msg = orjson.loads(await ws.recv(decode=False))
+        if msg.get("id") == cmd_id:
+            if not msg.get("ok"):
+                raise RuntimeError(f"unsubscribe refused: {msg.get('error')!r}")
+            return
+
+
+@asynccontextmanager
+async def publishers(url: str, count: int) -> AsyncIterator[Publishers]:
+    """``count`` joined publishing connections that do not receive the events they publish.
+
+    (A single ``publisher`` does, as in ``fanout.py``; with many, their copies
+    would be uncounted deliveries.) Dialogue only: the ceiling has no ``unsubscribe``.
+    """
+    conns = await open_joined(url, count)
+    try:
+        await asyncio.gather(*(mute(ws) for ws in conns))
+    except BaseException:
+        await close_all(conns)
+        raise
+    parts = [Publisher(ws) for ws in conns]
+    try:
+        yield Publishers(parts)
+    finally:
+        await asyncio.gather(*(part.aclose() for part in parts))

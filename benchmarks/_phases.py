@@ -7,9 +7,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from _client import Publisher, close_all, open_joined
-from _servers import ServerProcess
-from _tally import Tally
+from _client import Publisher, Publishers, close_all, open_joined
+from _servers import CpuMeter, ServerProcess
+from _tally import Tallies, Tally
 
 POLL = 0.001
 
@@ -49,9 +49,9 @@ async def _wait_for(cond: Callable[[], bool], timeout: float) -> bool:
 
 
 async def throughput(
-    server: ServerProcess,
-    pub: Publisher,
-    tally: Tally,
+    server: CpuMeter,
+    pub: Publisher | Publishers,
+    tally: Tally | Tallies,
     n: int,
     duration: float,
     window: int,
@@ -97,7 +97,7 @@ async def throughput(
 class _Drain:
     """True once every publish since creation is acked and every accepted one delivered."""
 
-    def __init__(self, pub: Publisher, tally: Tally, n: int) -> None:
+    def __init__(self, pub: Publisher | Publishers, tally: Tally | Tallies, n: int) -> None:
         self.pub, self.tally, self.n = pub, tally, n
         self.sent0, self.acked0, self.errors0 = pub.sent, pub.acked, dict(pub.errors)
 
@@ -125,9 +125,9 @@ def percentile(sorted_values: list[int], q: float) -> float:
 
 
 async def latency(
-    server: ServerProcess,
-    pub: Publisher,
-    tally: Tally,
+    server: CpuMeter,
+    pub: Publisher | Publishers,
+    tally: Tally | Tallies,
     n: int,
     rate: float,
     duration: float,

@@ -1,4 +1,4 @@
-"""Medians over repetitions, ratios dialogue/ceiling, and the targets."""
+"""Medians over repetitions, ratios dialogue/ceiling (or any two kinds), and the targets."""
 
 from __future__ import annotations
 
@@ -6,15 +6,26 @@ import math
 import statistics
 from dataclasses import dataclass
 
-# metric name -> (label, unit, format)
+# metric name -> (label, format); the table lists a size's metrics in this order.
+# The indented ones are cluster.py's: the same figure for the subscribers on the
+# publisher's node and on the other node, and the CPU of each process.
 LABELS = {
     "deliv_per_s": ("delivered msgs/s", "{:,.0f}"),
+    "same_deliv_per_s": ("  publisher's node: delivered msgs/s", "{:,.0f}"),
+    "other_deliv_per_s": ("  other node: delivered msgs/s", "{:,.0f}"),
     "cpu_us_per_msg": ("server CPU us/delivered msg", "{:.2f}"),
     "server_util": ("server CPU utilisation (tput phase)", "{:.0%}"),
+    "node_a_util": ("  publisher's node", "{:.0%}"),
+    "node_b_util": ("  other node", "{:.0%}"),
+    "redis_util": ("  redis-server", "{:.0%}"),
     "client_util": ("load-gen CPU utilisation (tput phase)", "{:.0%}"),
     "rate": ("latency: offered publishes/s", "{:,.0f}"),
     "p50_ms": ("latency p50 ms", "{:.2f}"),
     "p99_ms": ("latency p99 ms", "{:.2f}"),
+    "same_p50_ms": ("  publisher's node: p50 ms", "{:.2f}"),
+    "same_p99_ms": ("  publisher's node: p99 ms", "{:.2f}"),
+    "other_p50_ms": ("  other node: p50 ms", "{:.2f}"),
+    "other_p99_ms": ("  other node: p99 ms", "{:.2f}"),
     "lat_server_util": ("server CPU utilisation (latency phase)", "{:.0%}"),
     "lat_client_util": ("load-gen CPU utilisation (latency phase)", "{:.0%}"),
     "foreign_load": ("foreign CPU load (max, cores)", "{:.2f}"),
@@ -53,23 +64,30 @@ def _label(metric: str) -> str:
     return f"{LABELS[base][0]}" + (f" (N={n})" if n else "")
 
 
-def ratio(med: dict[str, dict[str, float]], metric: str) -> float | None:
-    base, dial = med.get("baseline", {}).get(metric), med.get("dialogue", {}).get(metric)
+def ratio(
+    med: dict[str, dict[str, float]], metric: str, num: str = "dialogue", den: str = "baseline"
+) -> float | None:
+    base, dial = med.get(den, {}).get(metric), med.get(num, {}).get(metric)
     if base is None or dial is None or base == 0:
         return None
     return dial / base
 
 
-def table(med: dict[str, dict[str, float]]) -> str:
+def table(
+    med: dict[str, dict[str, float]],
+    columns: tuple[tuple[str, str], tuple[str, str]] = (("baseline", "ceiling"), ("dialogue", "dialogue")),
+) -> str:
+    """Metric, the two ``(kind, heading)`` columns, and the ratio second/first."""
+    (den, den_head), (num, num_head) = columns
     metrics = sorted({k for m in med.values() for k in m}, key=_sort_key)
-    rows = [("metric", "ceiling", "dialogue", "dialogue/ceiling")]
+    rows = [("metric", den_head, num_head, f"{num_head}/{den_head}")]
     for metric in metrics:
-        r = ratio(med, metric)
+        r = ratio(med, metric, num, den)
         rows.append(
             (
                 _label(metric),
-                _fmt(metric, med.get("baseline", {}).get(metric)),
-                _fmt(metric, med.get("dialogue", {}).get(metric)),
+                _fmt(metric, med.get(den, {}).get(metric)),
+                _fmt(metric, med.get(num, {}).get(metric)),
                 "n/a" if r is None else f"{r:.2f}x",
             )
         )

@@ -11,7 +11,7 @@ from typing import Any
 from _client import publisher, subscribers
 from _cpu import ForeignLoad
 from _phases import Latency, Throughput, idle_rss, latency, throughput
-from _servers import ServerProcess, running_server
+from _servers import CpuMeter, ServerProcess, running_server
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class Pinning:
     server: int | None  # None: not pinned (fewer than 2 CPUs)
     client: int | None
 
-    def own(self, server: ServerProcess) -> dict[int, float]:
+    def own(self, server: CpuMeter) -> dict[int, float]:
         """CPU seconds of the benchmark's processes by the CPU they are pinned to."""
         if self.server is None or self.client is None:
             return {}
@@ -48,6 +48,13 @@ async def measure_n(server: ServerProcess, n: int, args: argparse.Namespace, pin
         rate = rate_for(args, n)
         lat = await latency(server, pub, tally, n, rate, args.latency_duration, 0.5, timeout=60)
         foreign_lat = load.cores(pins.own(server))
+    return figures(n, tp, lat, foreign_tp, foreign_lat)
+
+
+def figures(
+    n: int, tp: Throughput, lat: Latency, foreign_tp: dict[int, float], foreign_lat: dict[int, float]
+) -> dict[str, Any]:
+    """Print one N's figures and return them as a run's entries (``_``: raw, not in the table)."""
     foreign = max([*foreign_tp.values(), *foreign_lat.values(), 0.0])
     print(f"    N={n}: {describe(tp, lat)}; foreign load {foreign:.0%} of a core", flush=True)
     return {

@@ -14,12 +14,23 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Protocol
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
-APPS = {"baseline": "baseline_server:app", "dialogue": "dialogue_server:app"}
+APPS = {
+    "baseline": "baseline_server:app",
+    "dialogue": "dialogue_server:app",
+    "cluster": "cluster_server:app",  # cluster.py: the Redis broker, from BENCH_REDIS_* env vars
+}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PR_SET_PDEATHSIG = 1
+
+
+class CpuMeter(Protocol):
+    """What the phases read of a server: a ServerProcess, or cluster.py's nodes plus Redis."""
+
+    def cpu_seconds(self) -> float: ...
 
 
 class ServerError(RuntimeError):
@@ -29,8 +40,11 @@ class ServerError(RuntimeError):
 class ServerProcess:
     """A running uvicorn subprocess and what /proc says about it."""
 
-    def __init__(self, kind: str, proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    def __init__(
+        self, kind: str, proc: subprocess.Popen[bytes], port: int, log: Path, label: str | None = None
+    ) -> None:
         self.kind, self.proc, self.port, self.log = kind, proc, port, log
+        self.label = label or kind
 
     @property
     def url(self) -> str:
@@ -38,9 +52,7 @@ class ServerProcess:
 
     def cpu_seconds(self) -> float:
         """utime + stime of the server process, in seconds."""
-        stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
-        fields = stat.rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat(5)
+        return proc_cpu_seconds(self.proc.pid)
 
     def rss_kib(self) -> int:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -51,6 +63,13 @@ class ServerProcess:
     def log_tail(self, lines: int = 30) -> str:
         text = self.log.read_text(errors="replace") if self.log.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """utime + stime of process ``pid`` (all its threads), in seconds."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat(5)
 
 
 def free_port() -> int:
@@ -83,7 +102,7 @@ async def _wait_listening(server: ServerProcess, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.proc.poll() is not None:
-            raise ServerError(f"{server.kind} exited ({server.proc.returncode}):\n{server.log_tail()}")
+            raise ServerError(f"{server.label} exited ({server.proc.returncode}):\n{server.log_tail()}")
         try:
             _, writer = await asyncio.open_connection("127.0.0.1", server.port)
         except OSError:
@@ -91,7 +110,7 @@ async def _wait_listening(server: ServerProcess, timeout: float) -> None:
             continue
         writer.close()
         return
-    raise ServerError(f"{server.kind} not listening after {timeout}s:\n{server.log_tail()}")
+    raise ServerError(f"{server.label} not listening after {timeout}s:\n{server.log_tail()}")
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -106,12 +125,22 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 @asynccontextmanager
 async def running_server(
-    kind: str, cpu: int | None, startup_timeout: float = 20.0
+    kind: str,
+    cpu: int | None,
+    startup_timeout: float = 20.0,
+    env: dict[str, str] | None = None,
+    label: str | None = None,
 ) -> AsyncIterator[ServerProcess]:
-    """Start ``kind`` on a free 127.0.0.1 port pinned to ``cpu``; kill it on exit, whatever happens."""
+    """Start ``kind`` on a free 127.0.0.1 port pinned to ``cpu``; kill it on exit, whatever happens.
+
+    ``env``: extra environment variables for the server; ``label``: its name in messages.
+    """
     env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_DIR), os.environ.get("PYTHONPATH")]))
+        os.environ,
+        **(env or {}),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_DIR), os.environ.get("PYTHONPATH")])),
     )
+    label = label or kind
     with tempfile.NamedTemporaryFile(prefix=f"fanout-{kind}-", suffix=".log", delete=False) as log:
         log_path = Path(log.name)
     for attempt in range(3):  # the free port can be taken between probe and bind
@@ -126,7 +155,7 @@ async def running_server(
                 stderr=subprocess.STDOUT,
                 preexec_fn=_pin_and_tie(cpu),
             )
-        server = ServerProcess(kind, proc, port, log_path)
+        server = ServerProcess(kind, proc, port, log_path, label)
         try:
             await _wait_listening(server, startup_timeout)
         except ServerError:
@@ -145,6 +174,6 @@ async def running_server(
         tail = server.log_tail(8)
         if tail.strip():  # --log-level warning: anything here deserves a look
             print(
-                f"    [{kind} server log, last lines]\n" + "\n".join(f"      {x}" for x in tail.splitlines())
+                f"    [{label} server log, last lines]\n" + "\n".join(f"      {x}" for x in tail.splitlines())
             )
         log_path.unlink(missing_ok=True)

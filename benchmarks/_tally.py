@@ -18,3 +18,33 @@ class Tally:
 
     def reset(self, record_from: int | None = None) -> None:
         self.delivered, self.latencies, self.record_from = 0, [], record_from
+
+
+class Tallies:
+    """Several groups' tallies read as one (the phases' view); each part keeps its own figures."""
+
+    def __init__(self, *parts: Tally) -> None:
+        self.parts = parts
+
+    @property
+    def delivered(self) -> int:
+        return sum(part.delivered for part in self.parts)
+
+    @property
+    def latencies(self) -> list[int]:
+        return [ns for part in self.parts for ns in part.latencies]
+
+    @property
+    def record_from(self) -> int | None:
+        return self.parts[0].record_from
+
+    @property
+    def closes(self) -> Counter[int | None]:
+        total: Counter[int | None] = Counter()
+        for part in self.parts:
+            total.update(part.closes)
+        return total
+
+    def reset(self, record_from: int | None = None) -> None:
+        for part in self.parts:
+            part.reset(record_from)
