@@ -23,6 +23,7 @@ from .handlers import HandlerRegistry
 from .history import HistoryReader
 from .hooks import fire
 from .pipeline import Middleware, PublishContext, apply_before_each, run_middleware
+from .publish_lane import current_turn
 from .rooms import Room
 from .stores.base import Rejection
 from .stores.write_behind import WriteBehind
@@ -156,10 +157,18 @@ class Publisher:
         writer = self._writer
         if writer is not None:
             writer.reserve(durable)  # UNAVAILABLE before publishing if it could not be stored
+        window, depth = self._config.recovery_window, self._history.depth(room, message.event)
+        turn, submit = current_turn(), getattr(self._broker, "submit", None)
         try:
-            published = await self._broker.publish(
-                message, self._config.recovery_window, self._history.depth(room, message.event)
-            )
+            if turn is not None and submit is not None:
+                await turn.wait()  # the connection's earlier publishes are handed over first
+                try:
+                    pending = submit(message, window, depth)
+                finally:
+                    turn.handed_over()
+                published = await pending
+            else:
+                published = await self._broker.publish(message, window, depth)
         except Exception as exc:
             if writer is not None:
                 writer.release()

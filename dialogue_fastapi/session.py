@@ -21,6 +21,7 @@ from .errors import BadRequest, CloseCode, DialogueError, InternalError, Payload
 from .hooks import correlation_id
 from .ops import OPS
 from .outages import is_outage
+from .publish_lane import PublishLane
 from .runtime import Runtime
 
 logger = logging.getLogger("dialogue_fastapi")
@@ -65,6 +66,8 @@ class WebSocketSession:
         self.ws = websocket
         self.conn = conn
         self._writer: asyncio.Task[None] | None = None
+        # publishes in flight per connection, where the broker's publish is a round trip
+        self._lane = PublishLane() if hasattr(runtime.broker, "submit") else None
         self._cutter: asyncio.Task[None] | None = None
         self._cut = False
 
@@ -96,6 +99,8 @@ class WebSocketSession:
             reader.uncancel()
         finally:
             conn.on_close = None
+            if self._lane is not None:
+                await self._lane.close(CLOSE_GRACE)  # acks of what is in flight, if they come
             if conn.closed and not writer.done():
                 # the writer still sends what is queued, the disconnect frame and the close
                 await asyncio.wait([writer], timeout=CLOSE_GRACE)
@@ -178,6 +183,15 @@ class WebSocketSession:
             message = "missing 'op'" if op is None else f"unknown op {op!r}"
             self._error(cmd_id, BadRequest(f"{message}; known ops: {known}"))
             return
+        lane = self._lane
+        if lane is not None:
+            if op == "publish":  # in flight with the connection's other publishes, in order
+                await lane.start(self._run_op(cmd_id, op, handler, frame))
+                return
+            await lane.drain()  # any other command sees the publishes sent before it
+        await self._run_op(cmd_id, op, handler, frame)
+
+    async def _run_op(self, cmd_id: int | None, op: Any, handler: Any, frame: dict[str, Any]) -> None:
         replied = False
 
         def reply(result: dict[str, Any]) -> None:

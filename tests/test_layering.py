@@ -10,10 +10,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "dialogue_fastapi"
 LAYERS: list[set[str]] = [
     {"errors", "types"},
     {"config_env", "config", "events"},
-    {"brokers.base", "stores.base", "hooks", "origins", "background", "nodelay", "outages"},
+    {"brokers.base", "stores.base", "hooks", "origins", "background", "nodelay", "outages", "publish_lane"},
     {"brokers.memory", "brokers", "brokers.redis", "brokers.redis_scripts", "brokers.redis_presence",
      "brokers.redis_subscriber", "brokers.redis_presence_scripts", "brokers.redis_liveness",
-     "brokers.redis_options",
+     "brokers.redis_options", "brokers.redis_pipeline",
      "stores.memory", "stores", "connection", "pipeline",
      "handlers", "rooms", "commands", "rest_models",
      # the SQL store and the write-behind queue (SQLAlchemy only in stores.sql*/migrat*)

@@ -28,6 +28,7 @@ import itertools
 import logging
 import secrets
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import orjson
@@ -40,6 +41,7 @@ from ..types import EventMessage, Position, PresenceEntry
 from .base import ControlSink, EventSink, Published, StoredRooms
 from .redis_liveness import NodeLiveness
 from .redis_options import split_options
+from .redis_pipeline import ScriptPipeline
 from .redis_presence import RedisPresence
 from .redis_presence_scripts import ROUTE
 from .redis_scripts import DROP, POSITION, PUBLISH, RESTORE, RoomKeys, decode, entries, unpack
@@ -81,6 +83,7 @@ class RedisBroker:
         self._redis: Redis | None = None
         self._sub: Redis | None = None
         self._subscriber: RedisSubscriber | None = None
+        self._publisher: ScriptPipeline | None = None
         self._liveness: NodeLiveness | None = None
         self._on_event: EventSink | None = None
         self._on_control: ControlSink | None = None
@@ -110,6 +113,8 @@ class RedisBroker:
         )
         channels = SubscriberChannels(self._control_channel,
                                       self.presence.node_channel(self.node_id), self._frame_received)
+        self._publisher = ScriptPipeline(self._redis, PUBLISH)
+        self._publisher.start()
         self._subscriber = RedisSubscriber(self._sub, channels, on_event, self, self._poll)
         self._subscriber.start()
         self._liveness = NodeLiveness(self._redis, self.presence, self.node_ttl, self._node_left)
@@ -133,6 +138,9 @@ class RedisBroker:
         subscriber, self._subscriber = self._subscriber, None
         if subscriber is not None:
             await subscriber.stop()
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            await publisher.stop()
         self._on_event = self._on_control = None
         self.presence.bind(None)
         for client in (self._sub, self._redis):
@@ -148,6 +156,10 @@ class RedisBroker:
 
     # positions and history -------------------------------------------------------
     async def publish(self, message: EventMessage, window: int, history: int = 0) -> Published:
+        return await self.submit(message, window, history)
+
+    def submit(self, message: EventMessage, window: int, history: int = 0) -> Awaitable[Published]:
+        """Queue the publish now (its place in the room's order is taken here), await later."""
         keys = RoomKeys(self.prefix, message.room)
         if not message.ts:
             message.ts = int(time.time() * 1000)
@@ -156,22 +168,27 @@ class RedisBroker:
         # after an ambiguous failure (sent, but the answer was lost) cannot publish it twice
         own = key is None
         field = f"\x01{self.node_id}:{next(self._publish_ids)}" if own else f"{message.from_}\x00{key}"
-        body = orjson.dumps(message.to_record())
-        hist = keys.history(message.event)
-        for attempt in range(2):
-            restore = "1" if self._store is not None and attempt == 0 else "0"
-            found = await self._publish(
-                keys=[keys.seq, keys.epoch, keys.stream, keys.idem, keys.hist, hist],
-                args=[field, message.ts, body, max(window, 1), max(history, 0), keys.channel,
-                      _epoch(), restore],
-            )
-            if int(found[0]) != 2:
-                break
+        script_keys = [keys.seq, keys.epoch, keys.stream, keys.idem, keys.hist,
+                       keys.history(message.event)]
+        args = [field, message.ts, orjson.dumps(message.to_record()), max(window, 1),
+                max(history, 0), keys.channel, _epoch(), "1" if self._store is not None else "0"]
+        if self._publisher is None:
+            raise RuntimeError("the Redis broker is not started")
+        return self._published(message, own, script_keys, args,
+                               self._publisher.submit(script_keys, args))
+
+    async def _published(
+        self, message: EventMessage, own: bool, keys: list[Any], args: list[Any],
+        pending: Awaitable[Any],
+    ) -> Published:
+        found = await pending
+        if int(found[0]) == 2:  # Redis has no epoch for the room: restore it, then publish
             await self._restore_stored(message.room)
+            found = await self._publish(keys=keys, args=[*args[:-1], "0"])
         duplicate, seq, ts, raw = found
         if duplicate and not own:
             return Published(decode(int(seq), int(ts), raw), duplicate=True)
-        # (a duplicate of our own key: redis-py retried a publish whose answer was lost)
+        # (a duplicate of our own key: a retried publish whose first answer was lost)
         message.seq = int(seq)
         return Published(message)
 
