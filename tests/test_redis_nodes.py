@@ -247,3 +247,16 @@ async def test_events_that_left_the_stream_while_the_subscriber_was_away_come_fr
         await asyncio.sleep(0.2)
         assert [m.seq for m in events] == list(range(1, 9))
         assert [m.data["n"] for m in events] == list(range(1, 9))
+
+
+async def test_a_burst_larger_than_the_pool_waits_for_connections_instead_of_failing() -> None:
+    async with nodes(1, max_connections=4) as cluster:
+        (a, _), = cluster
+        entries = [PresenceEntry(f"u{n}", f"burst-{n}") for n in range(300)]
+        await asyncio.gather(*(a.presence.connect(e) for e in entries))
+        await asyncio.gather(*(a.presence.join("big", e, None) for e in entries))
+        assert await a.presence.count("big") == 300
+        published = await asyncio.gather(*(a.publish(msg("big", n), 1000) for n in range(300)))
+        assert sorted(p.message.seq for p in published) == list(range(1, 301))
+        await asyncio.gather(*(a.presence.disconnect(e) for e in entries))  # all leaving at once
+        assert await a.presence.count("big") == 0

@@ -32,7 +32,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
@@ -67,7 +67,7 @@ class RedisBroker:
     def __init__(
         self, url: str = "redis://127.0.0.1:6379/0", *, prefix: str | None = None,
         node_ttl: float | None = None, retries: int = 2, command_timeout: float = 5.0,
-        health_check_interval: float = 10.0,
+        max_connections: int = 50, health_check_interval: float = 10.0,
         poll_timeout: float = 1.0, connect_wait: float = 3.0,
     ) -> None:
         url, options = split_options(url)
@@ -77,7 +77,7 @@ class RedisBroker:
         self.node_id = secrets.token_hex(8)
         self.presence = RedisPresence(self.prefix, self.node_id)
         self._retries, self._health_interval, self._poll = retries, health_check_interval, poll_timeout
-        self.command_timeout = command_timeout
+        self.command_timeout, self.max_connections = command_timeout, max_connections
         self._connect_wait = connect_wait
         self._control_channel = f"{self.prefix}cluster"
         self._redis: Redis | None = None
@@ -97,8 +97,14 @@ class RedisBroker:
 
     # lifecycle -----------------------------------------------------------------
     def _client(self, **options: Any) -> Redis:
+        """A client whose pool makes callers wait for a free connection (up to the command
+        timeout) instead of failing at once when ``max_connections`` are busy."""
         retry = Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), self._retries)
-        client: Redis = Redis.from_url(self.url, retry=retry, socket_connect_timeout=3, **options)
+        pool = BlockingConnectionPool.from_url(
+            self.url, max_connections=self.max_connections, timeout=self.command_timeout,
+            retry=retry, socket_connect_timeout=3, **options,
+        )
+        client: Redis = Redis.from_pool(pool)
         return client
 
     async def start(self, on_event: EventSink, on_control: ControlSink) -> None:
