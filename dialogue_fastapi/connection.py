@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import orjson
 
 from .errors import CloseCode
-from .types import Identity, PresenceEntry
+from .types import EventMessage, Identity, PresenceEntry
 
 logger = logging.getLogger("dialogue_fastapi")
 
@@ -45,7 +45,7 @@ class Membership:
     room: str
     subscriptions: frozenset[str] | None  # None: every event but the excluded
     last_seq: int = 0
-    pending: list[tuple[int, str]] | None = field(default_factory=list)
+    pending: list[tuple[EventMessage, str]] | None = field(default_factory=list)
     excluded: frozenset[str] = frozenset()
 
     def wants(self, event: str) -> bool:
@@ -89,12 +89,26 @@ class _Close:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class QueuedEvent:
+    """An event queued on a connection that frames events itself (SSE: an ``id:`` cursor
+    computed when the event is written, not when it is queued)."""
+
+    room: str
+    seq: int
+    event: str
+    text: str  # the envelope, encoded once for every recipient
+
+
+Queued = str | QueuedEvent
+
+
 class Connection:
     """A live client: who it is, the rooms it joined, and its send queue."""
 
     def __init__(
         self, transport: Transport, identity: Identity, limits: QueueLimits,
-        *, ip: str | None = None,
+        *, ip: str | None = None, event_items: bool = False,
     ) -> None:
         self.client_id = "c_" + secrets.token_hex(6)
         self.identity = identity
@@ -102,10 +116,12 @@ class Connection:
         self.ip = ip
         self.rooms: dict[str, Membership] = {}
         self.closed = False
+        self.finished = False  # its transport has ended and its cleanup has started
         self.close_code: int | None = None
         self.dropped_by_overflow = False
         self._limits = limits
-        self._queue: deque[str | _Close] = deque()
+        self._queue: deque[Queued | _Close] = deque()
+        self._event_items = event_items
         self._queued_bytes = 0
         self._wake = asyncio.Event()
         self.last_seen = time.monotonic()
@@ -123,9 +139,22 @@ class Connection:
 
         The byte bound counts characters of the JSON text (bytes for ASCII).
         """
+        return self._enqueue(text, len(text))
+
+    def queue_event(self, item: QueuedEvent) -> bool:
+        """Queue an event already split into its parts (replayed events of an SSE stream)."""
+        return self._enqueue(item if self._event_items else item.text, len(item.text))
+
+    def send_event(self, message: EventMessage, text: str) -> bool:
+        """Queue a room event (``text``: its encoded envelope); False if closing."""
+        if self._event_items:
+            item = QueuedEvent(message.room, message.seq, message.event, text)
+            return self._enqueue(item, len(text))
+        return self._enqueue(text, len(text))
+
+    def _enqueue(self, item: Queued, size: int) -> bool:
         if self.closed:
             return False
-        size = len(text)
         # one frame above the byte bound (a large recovery reply) still goes out when
         # the queue is empty: the bound is about a backlog, not a single frame
         if len(self._queue) >= self._limits.max_messages or (
@@ -133,7 +162,7 @@ class Connection:
         ):
             self._overflow()
             return False
-        self._queue.append(text)
+        self._queue.append(item)
         self._queued_bytes += size
         self._wake.set()
         return True
@@ -179,9 +208,25 @@ class Connection:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            item = queue.popleft()
+            item = queue.popleft()  # one at a time: what waits to be sent counts in the bound
             if isinstance(item, _Close):
                 await self.transport.close(item.code, item.reason)
                 return
-            self._queued_bytes -= len(item)
-            await send(item)
+            text = item if isinstance(item, str) else item.text
+            self._queued_bytes -= len(text)
+            await send(text)
+
+    async def next_batch(self) -> tuple[list[Queued], _Close | None]:
+        """Everything queued now (waiting until something is), and the close if it follows."""
+        queue = self._queue
+        while not queue:
+            self._wake.clear()
+            await self._wake.wait()
+        items: list[Queued] = []
+        while queue:
+            item = queue.popleft()
+            if isinstance(item, _Close):
+                return items, item
+            self._queued_bytes -= len(item) if isinstance(item, str) else len(item.text)
+            items.append(item)
+        return items, None

@@ -72,7 +72,10 @@ class ControlHandler:
     async def _room_deleted(self, frame: dict[str, Any]) -> None:
         room_id = frame["room"]
         self._registry.remove(room_id)
+        notice = orjson.dumps({"op": "room_deleted", "room": room_id}).decode()
         for conn in self._hub.local_members(room_id):
+            if conn.transport.kind != "websocket":  # (every WebSocket hears it below)
+                conn.send_text(notice)
             await self._hub.detach(conn, room_id)
             await self._presence.leave(room_id, conn.client_id)
         self._broadcast({"op": "room_deleted", "room": room_id})

@@ -36,12 +36,12 @@ class Hub:
         for conn, membership in members.values():
             if membership.pending is not None:
                 if membership.wants(event):
-                    membership.pending.append((seq, text))
+                    membership.pending.append((message, text))
                 continue
             if seq <= membership.last_seq:
                 continue
             membership.last_seq = seq
-            if membership.wants(event) and conn.send_text(text):
+            if membership.wants(event) and conn.send_event(message, text):
                 sent += 1
         self.delivered += sent
         return sent
@@ -83,10 +83,10 @@ class Hub:
         """End the joining state: deliver buffered events after ``position``."""
         pending, membership.pending = membership.pending or [], None
         membership.last_seq = max(membership.last_seq, position)
-        for seq, text in pending:
-            if seq > membership.last_seq:
-                membership.last_seq = seq
-                conn.send_text(text)
+        for message, text in pending:
+            if message.seq > membership.last_seq:
+                membership.last_seq = message.seq
+                conn.send_event(message, text)
 
     async def detach(self, conn: Connection, room: str) -> bool:
         """Remove a member; True if it was one."""

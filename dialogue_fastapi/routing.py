@@ -19,6 +19,7 @@ from .origins import origin_allowed
 from .rest import build_rest_routes
 from .runtime import Runtime
 from .session import IdleSweeper, WebSocketSession, WebSocketTransport
+from .sse import build_sse_routes
 
 
 def build_router(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
@@ -77,6 +78,7 @@ def build_router(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
                         headers={"ETag": etag, "Cache-Control": "public, max-age=300"})
 
     router.include_router(build_rest_routes(rt, auth))
+    router.include_router(build_sse_routes(rt, auth))
     return router
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from .brokers import Broker, broker_from_config
 from .brokers.base import StoreBacked, StoredRooms
@@ -70,6 +71,7 @@ class Runtime:
             config.send_queue_max_messages, config.send_queue_max_bytes
         )
         self.sessions: set[asyncio.Task[None]] = set()
+        self.on_stop: list[Callable[[], Awaitable[None]]] = []  # transports' own cleanup
         self.started = False
         self.stopping = False
         self._starts = 0
@@ -123,6 +125,8 @@ class Runtime:
         self.stopping = True
         for conn in list(self.hub.connections.values()):
             conn.close(CloseCode.GOING_AWAY, "server shutting down")
+        for callback in self.on_stop:
+            await callback()
         if self.sessions:
             _, pending = await asyncio.wait(
                 list(self.sessions), timeout=self.config.shutdown_grace

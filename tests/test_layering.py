@@ -25,9 +25,11 @@ LAYERS: list[set[str]] = [
     {"control", "publisher", "membership"},
     {"runtime", "outbox"},
     {"ops", "session", "persistence_api"},
-    {"rest", "routing"},
+    {"rest"},
+    {"sse_cursor", "sse_stream", "sse"},
+    {"routing"},
     {"dialogue"},
-    {"testing.server", "testing.broker_contract", "testing.store_contract"},
+    {"testing.server", "testing.broker_contract", "testing.store_contract", "testing.sse_probe"},
     {"testing", ""},
 ]
 LAYER_OF = {name: index for index, names in enumerate(LAYERS) for name in names}

@@ -1,0 +1,75 @@
+"""Writing one SSE connection: frames from its queue, each event with the stream's cursor.
+
+The cursor is computed when a frame is written, not when it is queued, so the
+``id:`` of every message is exactly the positions the client has received.
+Events are ``id:`` / ``event: <name>`` / ``data: <envelope>``; everything else
+the server says (hello, recovery failures, presence notices, direct messages,
+the disconnect frame) is ``event: dialogue`` with the protocol's JSON object.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from .connection import Connection, Queued, QueuedEvent
+from .sse_cursor import encode_cursor
+from .types import Position
+
+
+class SseTransport:
+    """The transport of an SSE connection: its frames are written by :class:`SseStream`."""
+
+    kind = "sse"
+
+    async def send(self, text: str) -> None:  # pragma: no cover - SSE drains its own queue
+        raise RuntimeError("an SSE connection is written by its stream")
+
+    async def close(self, code: int, reason: str) -> None:
+        return None
+
+
+def dialogue_frame(text: str) -> str:
+    return f"event: dialogue\ndata: {text}\n\n"
+
+
+class SseStream:
+    """The positions of one stream's rooms, and the text of its frames."""
+
+    def __init__(self, conn: Connection, retry_ms: int) -> None:
+        self.conn = conn
+        self.positions: dict[str, Position] = {}
+        self._retry_ms = retry_ms
+        self._cursor: str | None = None
+
+    def start(self, room: str, position: Position) -> None:
+        """The position the stream starts after, in ``room``."""
+        self.positions[room] = position
+        self._cursor = None
+
+    @property
+    def cursor(self) -> str:
+        if self._cursor is None:
+            self._cursor = encode_cursor(self.positions)
+        return self._cursor
+
+    def hello(self, hello: dict[str, Any]) -> bytes:
+        """The first chunk: reconnect advice, then ``hello`` with every room's position."""
+        positions = {room: p.to_dict() for room, p in self.positions.items()}
+        text = orjson.dumps({**hello, "positions": positions}).decode()
+        return (f"retry: {self._retry_ms}\nid: {self.cursor}\n" + dialogue_frame(text)).encode()
+
+    def render(self, items: list[Queued]) -> bytes:
+        """One chunk for everything the connection has queued."""
+        parts: list[str] = []
+        for item in items:
+            if isinstance(item, QueuedEvent):
+                known = self.positions.get(item.room)
+                if known is not None and item.seq > known.seq:
+                    self.positions[item.room] = Position(item.seq, known.epoch)
+                    self._cursor = None
+                parts.append(f"id: {self.cursor}\nevent: {item.event}\ndata: {item.text}\n\n")
+            else:
+                parts.append(dialogue_frame(item))
+        return "".join(parts).encode()
