@@ -286,3 +286,18 @@ async def test_a_server_shutdown_ends_streams_with_disconnect(caplog) -> None:
         assert not [r for r in caplog.records if "without completing response" in r.getMessage()]
     finally:
         await probe.close()
+
+
+async def test_a_websocket_join_to_an_sse_only_room_is_forbidden(serve) -> None:
+    dialogue = app(rooms={"feed": RoomConfig(name="Feed", channels=["sse"])})
+    srv = await serve(dialogue)
+    ws = await WsProbe.open(srv.ws_url("/ws") + "?token=a")
+    try:
+        refused = await ws.reply("join", room="feed")
+        assert refused["error"]["code"] == "FORBIDDEN"
+        assert "websocket" in refused["error"]["message"]
+    finally:
+        await ws.close()
+    probe = await SseProbe.open(srv.http_url + "/sse?room=feed&token=a")
+    assert probe.status == 200
+    await probe.close()
