@@ -128,10 +128,14 @@ def build_sse_routes(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
             raise
         hello = {"op": "hello", "client_id": conn.client_id, "user_id": conn.user_id,
                  "protocol": 1, "heartbeat": rt.config.heartbeat}
+
+        async def client_gone(_: Any) -> None:  # also when the stream never started
+            _cleanup(rt, conn)
+
         return EventSourceResponse(
             _frames(rt, conn, stream, stream.hello(hello)), ping=rt.config.heartbeat,
             send_timeout=SEND_TIMEOUT, shutdown_event=shutdown.event(),
-            shutdown_grace_period=ShutdownWatch.GRACE,
+            shutdown_grace_period=ShutdownWatch.GRACE, client_close_handler_callable=client_gone,
         )
 
     return router

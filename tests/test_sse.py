@@ -301,3 +301,26 @@ async def test_a_websocket_join_to_an_sse_only_room_is_forbidden(serve) -> None:
     probe = await SseProbe.open(srv.http_url + "/sse?room=feed&token=a")
     assert probe.status == 200
     await probe.close()
+
+
+async def test_a_client_gone_before_its_stream_started_still_leaves(serve) -> None:
+    joined: list[str] = []
+    left: list[str] = []
+
+    async def slow_before_join(who: Identity, room: str) -> bool:
+        await asyncio.sleep(0.3)  # the client hangs up meanwhile
+        return True
+
+    hooks = Hooks(before_join=slow_before_join, on_joined=lambda who, room: joined.append(room),
+                  on_left=lambda who, room: left.append(room))
+    dialogue = app(hooks=hooks)
+    srv = await serve(dialogue)
+    sock = socket.create_connection(("127.0.0.1", srv.port))
+    sock.sendall(b"GET /sse?room=news&token=gone HTTP/1.1\r\nHost: x\r\n\r\n")
+    await asyncio.sleep(0.05)
+    sock.close()
+
+    async def left_again() -> bool:
+        return joined == ["news"] and left == ["news"] and not await dialogue.presence("news")
+
+    await until(left_again, timeout=5)
