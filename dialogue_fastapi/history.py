@@ -146,7 +146,10 @@ class HistoryReader:
     async def recover(self, room: Room, since: Position) -> list[EventMessage] | None:
         """Every event after ``since``, or None if any is gone (never a partial replay)."""
         current = await self._broker.position(room.id)
-        if since.epoch != current.epoch or since.seq > current.seq or since.seq < 0:
+        # seq 0 is "nothing seen yet", the same in every epoch (a room with no event yet
+        # gets a new epoch at each start when it was never stored): everything is missed
+        same_epoch = since.epoch == current.epoch or since.seq == 0
+        if not same_epoch or since.seq > current.seq or since.seq < 0:
             return None
         if current.seq - since.seq > self.max_recovery:
             return None

@@ -324,3 +324,25 @@ async def test_a_client_gone_before_its_stream_started_still_leaves(serve) -> No
         return joined == ["news"] and left == ["news"] and not await dialogue.presence("news")
 
     await until(left_again, timeout=5)
+
+
+async def test_a_cursor_at_seq_zero_recovers_whatever_the_epoch(serve) -> None:
+    # a room with no event yet may get another epoch at each restart: seq 0 is "nothing seen"
+    dialogue = app()
+    srv = await serve(dialogue)
+    await dialogue.trigger("news", "message", {"text": "published meanwhile"})
+    cursor = encode_cursor({"news": Position(0, "epoch-of-an-earlier-run")})
+    probe = await SseProbe.open(srv.http_url + "/sse?room=news&token=a",
+                                headers={"Last-Event-ID": cursor})
+    try:
+        got = await probe.next()
+        assert (got["event"], got["data"]["seq"]) == ("message", 1)  # not recover_failed
+        ws = await WsProbe.open(srv.ws_url("/ws") + "?token=b")
+        try:
+            joined = await ws.request("join", room="news",
+                                      since={"seq": 0, "epoch": "epoch-of-an-earlier-run"})
+            assert joined["recovered"] is True and [e["seq"] for e in joined["events"]] == [1]
+        finally:
+            await ws.close()
+    finally:
+        await probe.close()
