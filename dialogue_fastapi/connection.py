@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import orjson
 
 from .errors import CloseCode
+from .sse_cursor import event_frame
 from .types import EventMessage, Identity, PresenceEntry
 
 logger = logging.getLogger("dialogue_fastapi")
@@ -122,6 +123,9 @@ class Connection:
         self._limits = limits
         self._queue: deque[Queued | _Close] = deque()
         self._event_items = event_items
+        # a single-room SSE stream: its events are SSE messages shared by every such stream
+        self.sse_epoch: str | None = None
+        self.coalesce = 0  # next_batch waits one loop turn when fewer items are queued
         self._queued_bytes = 0
         self._wake = asyncio.Event()
         self.last_seen = time.monotonic()
@@ -147,6 +151,9 @@ class Connection:
 
     def send_event(self, message: EventMessage, text: str) -> bool:
         """Queue a room event (``text``: its encoded envelope); False if closing."""
+        if self.sse_epoch is not None:
+            frame = event_frame(message.room, self.sse_epoch, message.seq, message.event, text)
+            return self._enqueue(frame, len(frame))
         if self._event_items:
             item = QueuedEvent(message.room, message.seq, message.event, text)
             return self._enqueue(item, len(text))
@@ -222,6 +229,8 @@ class Connection:
         while not queue:
             self._wake.clear()
             await self._wake.wait()
+        if len(queue) < self.coalesce:
+            await asyncio.sleep(0)  # one turn of the loop: what else is being published joins
         items: list[Queued] = []
         while queue:
             item = queue.popleft()

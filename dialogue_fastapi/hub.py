@@ -13,6 +13,7 @@ import orjson
 
 from .brokers.base import Broker
 from .connection import Connection, Membership
+from .sse_cursor import event_frame
 from .types import EventMessage
 
 
@@ -33,6 +34,7 @@ class Hub:
             return 0
         text = orjson.dumps(message.to_wire()).decode()
         seq, event, sent = message.seq, message.event, 0
+        frames: dict[str, str] = {}  # single-room SSE messages, built once per epoch
         for conn, membership in members.values():
             if membership.pending is not None:
                 if membership.wants(event):
@@ -41,7 +43,17 @@ class Hub:
             if seq <= membership.last_seq:
                 continue
             membership.last_seq = seq
-            if membership.wants(event) and conn.send_event(message, text):
+            if not membership.wants(event):
+                continue
+            epoch = conn.sse_epoch
+            if epoch is None:
+                queued = conn.send_event(message, text)
+            else:
+                frame = frames.get(epoch)
+                if frame is None:
+                    frame = frames[epoch] = event_frame(message.room, epoch, seq, event, text)
+                queued = conn.send_text(frame)
+            if queued:
                 sent += 1
         self.delivered += sent
         return sent

@@ -6,7 +6,7 @@ bounded send queue as a WebSocket (a slow reader is cut, 4009) and leaves its
 rooms as soon as the client goes away. Refusals come before the stream starts,
 as an HTTP error with the protocol's error body. The response is
 sse-starlette's ``EventSourceResponse`` (pings as comment lines, disconnect
-detection, a send timeout, the no-buffering and no-store headers); what it
+detection, the no-buffering and no-store headers); what it
 streams is written by :class:`~dialogue_fastapi.sse_stream.SseStream`.
 """
 
@@ -33,7 +33,8 @@ from .types import Position
 
 logger = logging.getLogger("dialogue_fastapi")
 RETRY_MS = 2000  # what EventSource waits before reconnecting
-SEND_TIMEOUT = 10.0  # a write that blocks longer ends the stream (the client stopped reading)
+SEND_TIMEOUT = 10.0  # a stream the server closed whose writes still block is cut after this
+COALESCE = 8  # a write of fewer queued events waits one loop turn for more
 
 
 def _filters(rooms: list[Room], events: str | None) -> dict[str, list[str] | None]:
@@ -117,15 +118,20 @@ def build_sse_routes(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
         conn = Connection(SseTransport(), auth_result.identity, rt.queue_limits,
                           ip=client.host if client else None, event_items=True)
         stream = SseStream(conn, RETRY_MS)
-        conn.on_close = lambda: _cleanup(rt, conn)  # closed by the server (4009, 4004, 1001):
-        await rt.connected(conn)                     # it leaves its rooms now, not when the
-        # stream ends (a reader that stopped reading keeps it open up to SEND_TIMEOUT)
+        # closed by the server (4009, 4004, 1001): it leaves its rooms now, not when the stream
+        # ends, and a stream still stuck on a reader that stopped reading is cut after
+        # SEND_TIMEOUT (a timer per closed stream, not a timeout around every write)
+        conn.on_close = lambda: _closed(rt, conn)
+        await rt.connected(conn)
         try:
             for r in rooms:
                 await _join(rt, conn, stream, r, filters[r.id], since.get(r.id))
         except BaseException:
             _cleanup(rt, conn)
             raise
+        conn.coalesce = COALESCE
+        if len(rooms) == 1:  # from here on its events come as SSE messages built by the hub
+            conn.sse_epoch = stream.positions[rooms[0].id].epoch
         hello = {"op": "hello", "client_id": conn.client_id, "user_id": conn.user_id,
                  "protocol": 1, "heartbeat": rt.config.heartbeat}
 
@@ -134,7 +140,7 @@ def build_sse_routes(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
 
         return EventSourceResponse(
             _frames(rt, conn, stream, stream.hello(hello)), ping=rt.config.heartbeat,
-            send_timeout=SEND_TIMEOUT, shutdown_event=shutdown.event(),
+            shutdown_event=shutdown.event(),
             shutdown_grace_period=ShutdownWatch.GRACE, client_close_handler_callable=client_gone,
         )
 
@@ -163,6 +169,9 @@ async def _join(
 
 
 async def _frames(rt: Runtime, conn: Connection, stream: SseStream, first: bytes) -> AsyncIterator[bytes]:
+    writer = asyncio.current_task()  # the response's streaming task
+    if writer is not None:
+        _writers[conn.client_id] = writer
     try:
         yield first
         while True:
@@ -173,7 +182,24 @@ async def _frames(rt: Runtime, conn: Connection, stream: SseStream, first: bytes
             if close is not None:
                 return
     finally:
+        _writers.pop(conn.client_id, None)
         _cleanup(rt, conn)
+
+
+_writers: dict[str, asyncio.Task[Any]] = {}
+
+
+def _closed(rt: Runtime, conn: Connection) -> None:
+    _cleanup(rt, conn)
+    writer = _writers.get(conn.client_id)
+    if writer is not None:
+        asyncio.get_running_loop().call_later(SEND_TIMEOUT, _cut, writer)
+
+
+def _cut(writer: asyncio.Task[Any]) -> None:
+    if not writer.done():
+        logger.warning("cutting an SSE stream whose client stopped reading")
+        writer.cancel()
 
 
 def _cleanup(rt: Runtime, conn: Connection) -> None:

@@ -70,6 +70,8 @@ class SseStream:
                     self.positions[item.room] = Position(item.seq, known.epoch)
                     self._cursor = None
                 parts.append(f"id: {self.cursor}\nevent: {item.event}\ndata: {item.text}\n\n")
+            elif item.startswith("id: "):  # an event's SSE message, built by the hub
+                parts.append(item)
             else:
                 parts.append(dialogue_frame(item))
         return "".join(parts).encode()

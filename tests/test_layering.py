@@ -10,7 +10,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "dialogue_fastapi"
 LAYERS: list[set[str]] = [
     {"errors", "types"},
     {"config_env", "config", "events"},
-    {"brokers.base", "stores.base", "hooks", "origins", "background", "nodelay", "outages", "publish_lane"},
+    {"brokers.base", "stores.base", "hooks", "origins", "background", "nodelay", "outages",
+     "publish_lane", "sse_cursor"},
     {"brokers.memory", "brokers", "brokers.redis", "brokers.redis_scripts", "brokers.redis_presence",
      "brokers.redis_subscriber", "brokers.redis_presence_scripts", "brokers.redis_liveness",
      "brokers.redis_options", "brokers.redis_pipeline",
@@ -26,7 +27,7 @@ LAYERS: list[set[str]] = [
     {"runtime", "outbox"},
     {"ops", "session", "persistence_api"},
     {"rest"},
-    {"sse_cursor", "sse_stream", "sse"},
+    {"sse_stream", "sse"},
     {"routing"},
     {"dialogue"},
     {"testing.server", "testing.broker_contract", "testing.store_contract", "testing.sse_probe"},

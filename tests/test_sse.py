@@ -222,7 +222,12 @@ def _stalled_stream(port: int, path: str) -> socket.socket:
     return sock
 
 
-async def test_a_reader_that_stops_reading_is_cut_and_the_room_keeps_its_rate(serve, caplog) -> None:
+async def test_a_reader_that_stops_reading_is_cut_and_the_room_keeps_its_rate(
+    serve, caplog, monkeypatch
+) -> None:
+    import dialogue_fastapi.sse
+
+    monkeypatch.setattr(dialogue_fastapi.sse, "SEND_TIMEOUT", 0.5)
     dialogue = app(send_queue_max_messages=20)
     srv = await serve(dialogue)
     stalled = _stalled_stream(srv.port, "/sse?room=sports&token=slow")
@@ -244,6 +249,11 @@ async def test_a_reader_that_stops_reading_is_cut_and_the_room_keeps_its_rate(se
 
         await until(only_fast, timeout=5)  # cut (4009) and its rooms left at once
         assert any("(user slow): send queue overflow" in r.getMessage() for r in caplog.records)
+
+        async def cut() -> bool:  # the response still stuck on the full socket is ended
+            return any("stopped reading" in r.getMessage() for r in caplog.records)
+
+        await until(cut, timeout=3)
     finally:
         stalled.close()
         await fast.close()
