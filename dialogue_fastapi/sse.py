@@ -34,7 +34,7 @@ from .types import Position
 logger = logging.getLogger("dialogue_fastapi")
 RETRY_MS = 2000  # what EventSource waits before reconnecting
 SEND_TIMEOUT = 10.0  # a stream the server closed whose writes still block is cut after this
-COALESCE = 8  # a write of fewer queued events waits one loop turn for more
+COALESCE = 16  # a write of fewer queued events waits one loop turn for more
 
 
 def _filters(rooms: list[Room], events: str | None) -> dict[str, list[str] | None]:
