@@ -19,6 +19,7 @@ LABELS = {
     "node_b_util": ("  other node", "{:.0%}"),
     "redis_util": ("  redis-server", "{:.0%}"),
     "client_util": ("load-gen CPU utilisation (tput phase)", "{:.0%}"),
+    "msgs_per_write": ("SSE messages per write (tput phase)", "{:.1f}"),  # sse.py
     "rate": ("latency: offered publishes/s", "{:,.0f}"),
     "p50_ms": ("latency p50 ms", "{:.2f}"),
     "p99_ms": ("latency p99 ms", "{:.2f}"),
@@ -28,6 +29,7 @@ LABELS = {
     "other_p99_ms": ("  other node: p99 ms", "{:.2f}"),
     "lat_server_util": ("server CPU utilisation (latency phase)", "{:.0%}"),
     "lat_client_util": ("load-gen CPU utilisation (latency phase)", "{:.0%}"),
+    "lat_msgs_per_write": ("SSE messages per write (latency phase)", "{:.2f}"),  # sse.py
     "foreign_load": ("foreign CPU load (max, cores)", "{:.2f}"),
     "rss_kib_per_conn": ("RSS KiB per idle connection", "{:.1f}"),
 }

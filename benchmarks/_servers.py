@@ -22,6 +22,7 @@ APPS = {
     "baseline": "baseline_server:app",
     "dialogue": "dialogue_server:app",
     "cluster": "cluster_server:app",  # cluster.py: the Redis broker, from BENCH_REDIS_* env vars
+    "sse-plain": "sse_baseline_server:app",  # sse.py's ceiling (its dialogue is dialogue_server:app)
 }
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PR_SET_PDEATHSIG = 1
