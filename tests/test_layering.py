@@ -22,7 +22,7 @@ LAYERS: list[set[str]] = [
      "stores.sql", "stores.migrate", "stores.migrations", "stores.migrations.env",
      "stores.migrations.versions", "stores.migrations.versions.r0001_initial",
      "stores.write_queue", "stores.write_loop", "stores.write_behind"},
-    {"hub", "history", "room_admin", "auth", "retention", "room_state"},
+    {"hub", "history", "room_admin", "auth", "retention", "room_state", "middleware"},
     {"control", "publisher", "membership"},
     {"runtime", "outbox"},
     {"ops", "session", "persistence_api"},
