@@ -59,9 +59,34 @@ class RateLimit(_Frozen):
     events: dict[str, str] = Field(default_factory=dict, description="limits per event name")
     key: Literal["user", "connection", "ip"] = Field(default="user", description="what a budget belongs to")
     storage: str = Field(default="memory://", description="'memory://' or 'redis://...' (shared by workers)")
+    prefix: str = Field(default="dialogue-rl", description="key prefix of the budgets in the storage")
+    strategy: Literal["moving-window", "sliding-window"] = Field(
+        default="moving-window", description="exact moving window, or the cheaper sliding counter"
+    )
     max_violations: int | None = Field(
         default=None, description="close with 4008 after this many refusals in a window"
     )
+    violation_window: float = Field(default=60.0, gt=0, description="seconds max_violations counts over")
+
+    @field_validator("default")
+    @classmethod
+    def _limit(cls, value: str | None) -> str | None:
+        return None if value is None else _valid_limit(value)
+
+    @field_validator("rooms", "events")
+    @classmethod
+    def _limits(cls, value: dict[str, str]) -> dict[str, str]:
+        return {k: _valid_limit(v) for k, v in value.items()}
+
+
+def _valid_limit(text: str) -> str:
+    from limits import parse
+
+    try:
+        parse(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a rate limit: write it like '10/second'") from None
+    return text
 
 
 class RoomConfig(_Frozen):
@@ -88,6 +113,11 @@ class RoomConfig(_Frozen):
         default_factory=list, description="event middleware run after the global ones"
     )
     rate_limit: str | RateLimit | None = Field(default=None, description="per-room publish limit")
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _room_limit(cls, value: str | RateLimit | None) -> str | RateLimit | None:
+        return _valid_limit(value) if isinstance(value, str) else value
     presence_events: bool = Field(
         default=False, description="send presence_join/presence_leave frames to members"
     )

@@ -1,9 +1,9 @@
 """The publish pipeline: one chain for WebSocket, REST and server ``trigger``.
 
-Order: size -> membership -> event allowed -> schema validation -> global
-middleware -> room middleware -> ``before_each`` -> broker publish (seq) ->
-store -> ``on`` handlers -> ``after_each``. Rate limiting will slot in after
-validation.
+Order: size -> membership -> event allowed -> schema validation -> rate limit
+(clients only, not server triggers) -> global middleware -> room middleware ->
+``before_each`` -> broker publish (seq) -> store -> ``on`` handlers ->
+``after_each``.
 """
 
 from __future__ import annotations

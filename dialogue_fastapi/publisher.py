@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from .brokers.base import Broker
-from .config import DialogueConfig, Hooks
+from .config import DialogueConfig, Hooks, RateLimit
 from .errors import DialogueError, EventNotAllowed, NotInRoom, PayloadTooLarge, Unavailable
 from .events import EventDefinition
 from .handlers import HandlerRegistry
@@ -24,6 +24,7 @@ from .history import HistoryReader
 from .hooks import fire
 from .pipeline import Middleware, PublishContext, apply_before_each, run_middleware
 from .publish_lane import current_turn
+from .rate_limit import EventLimiter, Sender
 from .rooms import Room
 from .stores.base import Rejection
 from .stores.write_behind import WriteBehind
@@ -55,6 +56,7 @@ class Publisher:
         self._hooks = hooks
         self._global_events = {d.name: d for d in config.events}
         self._global_middleware: list[Middleware] = list(config.middleware)
+        self.limiter = EventLimiter(config.rate_limit or RateLimit())
 
     def definition(self, room: Room, event: str) -> EventDefinition | None:
         """The event's definition in the room; raises EVENT_NOT_ALLOWED if not listed."""
@@ -77,12 +79,13 @@ class Publisher:
         self, room: Room, event: str, data: Any, *, identity: Identity | None,
         transport: str, client_id: str | None = None, joined: bool | None = None,
         meta: dict[str, Any] | None = None, idempotency_key: str | None = None,
+        ip: str | None = None,
     ) -> PublishResult:
         """Run the whole pipeline; raises a DialogueError with the protocol code."""
         try:
             return await self._run(room, event, data, identity=identity, transport=transport,
                                    client_id=client_id, joined=joined, meta=meta,
-                                   idempotency_key=idempotency_key, commit=True)
+                                   idempotency_key=idempotency_key, commit=True, ip=ip)
         except DialogueError as exc:
             self._record_rejection(room, event, data, identity, meta, exc)
             raise
@@ -124,9 +127,11 @@ class Publisher:
     async def _run(
         self, room: Room, event: str, data: Any, *, identity: Identity | None, transport: str,
         client_id: str | None, joined: bool | None, meta: dict[str, Any] | None,
-        idempotency_key: str | None, commit: bool,
+        idempotency_key: str | None, commit: bool, ip: str | None = None,
     ) -> PublishResult:
         message = self._message(room, event, data, identity, joined, meta, idempotency_key)
+        if identity is not None and transport != "server":  # the server is never limited
+            await self.limiter.check(room, event, Sender(identity.user_id, client_id, ip))
         ctx = PublishContext(message, room, identity, transport, client_id)
         chain = self._global_middleware + list(room.config.middleware)
         duplicate = False

@@ -157,11 +157,12 @@ def build_rest_routes(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
 
     @router.post("/rooms/{room}/events", response_model=PublishAck, status_code=202,
                  responses=_errors(400, 401, 403, 404, 413, 422, 429, 503))
-    async def publish(room: str, body: PublishBody, user: User) -> dict[str, Any]:
+    async def publish(room: str, body: PublishBody, user: User, request: Request) -> dict[str, Any]:
         await may_access(user, room)
         outcome = await rt.publisher.publish(
             rt.registry.get(room), body.event, body.data, identity=user, transport="rest",
             meta=body.meta, idempotency_key=body.idempotency_key,
+            ip=request.client.host if request.client else None,
         )
         if outcome.message is None:
             return {"seq": None, "ts": None, "dropped": True}

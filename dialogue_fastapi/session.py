@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from typing import Any
 
 import orjson
@@ -17,7 +18,15 @@ from starlette.websockets import WebSocket
 
 from .background import BackgroundTask
 from .connection import Connection
-from .errors import BadRequest, CloseCode, DialogueError, InternalError, PayloadTooLarge, Unavailable
+from .errors import (
+    BadRequest,
+    CloseCode,
+    DialogueError,
+    InternalError,
+    PayloadTooLarge,
+    RateLimited,
+    Unavailable,
+)
 from .hooks import correlation_id
 from .ops import OPS
 from .outages import is_outage
@@ -66,6 +75,7 @@ class WebSocketSession:
         self.ws = websocket
         self.conn = conn
         self._writer: asyncio.Task[None] | None = None
+        self._violations: deque[float] = deque()  # times of recent rate-limit refusals
         # publishes in flight per connection, where the broker's publish is a round trip
         self._lane = PublishLane() if hasattr(runtime.broker, "submit") else None
         self._cutter: asyncio.Task[None] | None = None
@@ -204,6 +214,8 @@ class WebSocketSession:
             result = await handler(self.rt, self.conn, frame, reply)
         except DialogueError as exc:
             self._error(cmd_id, exc)
+            if isinstance(exc, RateLimited):
+                self._violation()
             return
         except Exception as exc:
             if is_outage(exc):
@@ -217,6 +229,20 @@ class WebSocketSession:
             return
         if not replied:
             reply(result or {})
+
+    def _violation(self) -> None:
+        """Count a rate-limit refusal; too many within the window close the connection (4008)."""
+        config = self.rt.publisher.limiter.config
+        if config.max_violations is None:
+            return
+        now = time.monotonic()
+        window = self._violations
+        window.append(now)
+        while window and window[0] < now - config.violation_window:
+            window.popleft()
+        if len(window) >= config.max_violations:
+            self.conn.close(CloseCode.RATE_LIMIT_VIOLATIONS,
+                            f"{len(window)} rate-limit violations in {config.violation_window:g} s")
 
     def _error(self, cmd_id: int | None, error: DialogueError) -> None:
         if cmd_id is None:
