@@ -67,8 +67,11 @@ class RateLimit(_Frozen):
         default=None, description="close with 4008 after this many refusals in a window"
     )
     violation_window: float = Field(default=60.0, gt=0, description="seconds max_violations counts over")
+    connections: str | None = Field(
+        default=None, description="connection attempts per client IP on /ws and /sse, e.g. '30/minute'"
+    )
 
-    @field_validator("default")
+    @field_validator("default", "connections")
     @classmethod
     def _limit(cls, value: str | None) -> str | None:
         return None if value is None else _valid_limit(value)

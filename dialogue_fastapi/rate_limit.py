@@ -33,6 +33,10 @@ def _storage_url(url: str) -> tuple[str, dict[str, Any]]:
     return "async+" + url, {}
 
 
+_SCOPES = {"all": "every publish", "room": "this room", "event": "this event",
+           "connect": "connection attempts"}
+
+
 @dataclass(frozen=True, slots=True)
 class Sender:
     """Who a budget belongs to."""
@@ -99,11 +103,21 @@ class EventLimiter:
             if not await self._limiter.hit(item, scope, key):  # lost a race for the last unit
                 await self._refuse(scope, text, item, key)
 
+    async def check_connection(self, ip: str | None) -> None:
+        """Count a connection attempt (``/ws``, ``/sse``) of ``ip``; ``RATE_LIMITED`` if over."""
+        text = self.config.connections
+        if text is None or not ip:
+            return
+        item = self._item(text)
+        if not await self._limiter.hit(item, "connect", f"ip:{ip}"):
+            await self._refuse("connect", text, item, f"ip:{ip}")
+
     async def _refuse(self, scope: str, text: str, item: RateLimitItem, key: str) -> None:
         stats = await self._limiter.get_window_stats(item, scope, key)
         retry_after = max(round(stats.reset_time - time.time(), 3), 0.001)
         raise RateLimited(
-            f"over the limit of {text} ({scope.split(':')[0]}); retry in {retry_after:g} s",
+            f"over the limit of {text} ({_SCOPES.get(scope.split(':')[0], scope)}); "
+            f"retry in {retry_after:g} s",
             retry_after=retry_after, limit=text,
         )
 

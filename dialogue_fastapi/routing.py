@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Request, Response, WebSocket
 
 from .auth import AuthResult
 from .connection import Connection
-from .errors import CloseCode
+from .errors import CloseCode, RateLimited
 from .nodelay import ensure_nodelay
 from .origins import origin_allowed
 from .rest import build_rest_routes
@@ -45,6 +45,12 @@ def build_router(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
     ) -> None:
         await websocket.accept()
         ensure_nodelay(getattr(websocket, "_receive", None))  # the server's own ASGI receive
+        peer = websocket.client
+        try:
+            await rt.publisher.limiter.check_connection(peer.host if peer else None)
+        except RateLimited as exc:
+            await _refuse(websocket, CloseCode.RATE_LIMIT_VIOLATIONS, exc.message)
+            return
         origin = websocket.headers.get("origin")
         if not origin_allowed(origin, websocket.headers.get("host"), rt.config.allowed_origins):
             await _refuse(websocket, CloseCode.ORIGIN_REFUSED,

@@ -103,6 +103,8 @@ def build_sse_routes(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
             description="the cursor to resume from, for a first request")] = None,
         last_event_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     ) -> EventSourceResponse:
+        peer = request.client
+        await rt.publisher.limiter.check_connection(peer.host if peer else None)  # 429
         if auth_result.identity is None:
             raise Unauthorized(auth_result.reason or "missing or invalid credentials")
         if rt.stopping or not rt.started:

@@ -131,3 +131,27 @@ async def test_a_budget_in_redis_is_shared_by_two_nodes(serve) -> None:
         await on_b.close()
         await delete_prefix(prefix)
 
+
+
+async def test_connection_attempts_per_ip_are_limited_on_ws_and_sse(serve) -> None:
+    from dialogue_fastapi.testing import SseProbe
+
+    srv = await serve(make(RateLimit(connections="3/minute")))
+    first = await WsProbe.open(srv.ws_url("/ws") + "?token=a")
+    stream = await SseProbe.open(srv.http_url + "/sse?room=chat&token=a")
+    second = await WsProbe.open(srv.ws_url("/ws") + "?token=b")
+    try:
+        assert stream.status == 200
+        refused = await WsProbe.open(srv.ws_url("/ws") + "?token=c", hello=False)
+        code, reason = await refused.closed()
+        assert code == 4008 and "connection attempts" in reason
+        await refused.close()
+        too_many = await SseProbe.open(srv.http_url + "/sse?room=chat&token=d")
+        assert too_many.status == 429 and too_many.error()["code"] == "RATE_LIMITED"
+        assert int(too_many.headers["Retry-After"]) >= 1
+        await too_many.close()
+        await first.request("ping")  # connections already open are not affected
+    finally:
+        for probe in (first, second):
+            await probe.close()
+        await stream.close()
