@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from .errors import CloseCode, DialogueError, Reject
     from .events import EventDefinition, define_event
     from .pipeline import PublishContext
+    from .publisher import PublishTools
+    from .rate_limit import EventLimiter
     from .types import EventMessage, Identity, Position, PresenceEntry
 
 _EXPORTS = {
@@ -23,12 +25,14 @@ _EXPORTS = {
     "DialogueConfig": ".config",
     "DialogueError": ".errors",
     "EventDefinition": ".events",
+    "EventLimiter": ".rate_limit",
     "EventMessage": ".types",
     "Hooks": ".config",
     "Identity": ".types",
     "Position": ".types",
     "PresenceEntry": ".types",
     "PublishContext": ".pipeline",
+    "PublishTools": ".publisher",
     "RateLimit": ".config",
     "Reject": ".errors",
     "Retention": ".config",
@@ -42,12 +46,14 @@ __all__ = [
     "DialogueConfig",
     "DialogueError",
     "EventDefinition",
+    "EventLimiter",
     "EventMessage",
     "Hooks",
     "Identity",
     "Position",
     "PresenceEntry",
     "PublishContext",
+    "PublishTools",
     "RateLimit",
     "Reject",
     "Retention",

@@ -126,6 +126,7 @@ class Connection:
         # a single-room SSE stream: its events are SSE messages shared by every such stream
         self.sse_epoch: str | None = None
         self.coalesce = 0  # next_batch waits one loop turn when fewer items are queued
+        self.tools: Any = None  # the PublishTools its publishes run with (from the route)
         self._queued_bytes = 0
         self._wake = asyncio.Event()
         self.last_seen = time.monotonic()

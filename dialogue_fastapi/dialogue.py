@@ -17,6 +17,7 @@ from .config import DialogueConfig, RoomConfig, env_overrides, resolve_room_even
 from .events import EventDefinition, event_name
 from .handlers import Handler
 from .persistence_api import audit, publish_in, to_ms
+from .publisher import PublishTools
 from .rooms import Room
 from .routing import build_router
 from .runtime import Runtime
@@ -73,6 +74,14 @@ class Dialogue:
     def dependency(self) -> Dialogue:
         """For ``Annotated[Dialogue, Depends(dialogue.dependency)]`` in your routes."""
         return self
+
+    @property
+    def publish_tools(self) -> Callable[[], PublishTools]:
+        """The FastAPI dependency giving the rate limiter and the global middleware that the
+        router's WebSocket, SSE and REST routes use: override it in tests with
+        ``app.dependency_overrides[dialogue.publish_tools] = lambda: PublishTools(...)``, or
+        declare it in your own routes to check a limit (``tools.limiter``)."""
+        return self._runtime.publish_tools
 
     @property
     def runtime(self) -> Runtime:

@@ -72,7 +72,7 @@ async def op_publish(rt: Runtime, conn: Connection, frame: dict[str, Any], _: Re
     outcome = await rt.publisher.publish(
         room, cmd.event, cmd.data, identity=conn.identity, transport=conn.transport.kind,
         client_id=conn.client_id, joined=cmd.room in conn.rooms, meta=cmd.meta,
-        idempotency_key=cmd.idempotency_key, ip=conn.ip,
+        idempotency_key=cmd.idempotency_key, ip=conn.ip, tools=conn.tools,
     )
     if outcome.message is None:
         return {"seq": None, "ts": None, "dropped": True}

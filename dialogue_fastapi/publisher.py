@@ -34,6 +34,15 @@ logger = logging.getLogger("dialogue_fastapi")
 
 
 @dataclass(frozen=True, slots=True)
+class PublishTools:
+    """The limiter and the global middleware a publish runs with. Routes receive them as a
+    FastAPI dependency, so ``app.dependency_overrides`` can replace them in tests."""
+
+    limiter: EventLimiter
+    middleware: list[Middleware]
+
+
+@dataclass(frozen=True, slots=True)
 class PublishResult:
     """What the sender's ack carries."""
 
@@ -55,8 +64,9 @@ class Publisher:
         self._handlers = handlers
         self._hooks = hooks
         self._global_events = {d.name: d for d in config.events}
-        self._global_middleware: list[Middleware] = list(config.middleware)
+        self.middleware: list[Middleware] = list(config.middleware)
         self.limiter = EventLimiter(config.rate_limit or RateLimit())
+        self.tools = PublishTools(self.limiter, self.middleware)
 
     def definition(self, room: Room, event: str) -> EventDefinition | None:
         """The event's definition in the room; raises EVENT_NOT_ALLOWED if not listed."""
@@ -79,13 +89,14 @@ class Publisher:
         self, room: Room, event: str, data: Any, *, identity: Identity | None,
         transport: str, client_id: str | None = None, joined: bool | None = None,
         meta: dict[str, Any] | None = None, idempotency_key: str | None = None,
-        ip: str | None = None,
+        ip: str | None = None, tools: PublishTools | None = None,
     ) -> PublishResult:
         """Run the whole pipeline; raises a DialogueError with the protocol code."""
         try:
             return await self._run(room, event, data, identity=identity, transport=transport,
                                    client_id=client_id, joined=joined, meta=meta,
-                                   idempotency_key=idempotency_key, commit=True, ip=ip)
+                                   idempotency_key=idempotency_key, commit=True, ip=ip,
+                                   tools=tools or self.tools)
         except DialogueError as exc:
             self._record_rejection(room, event, data, identity, meta, exc)
             raise
@@ -128,12 +139,14 @@ class Publisher:
         self, room: Room, event: str, data: Any, *, identity: Identity | None, transport: str,
         client_id: str | None, joined: bool | None, meta: dict[str, Any] | None,
         idempotency_key: str | None, commit: bool, ip: str | None = None,
+        tools: PublishTools | None = None,
     ) -> PublishResult:
+        tools = tools or self.tools
         message = self._message(room, event, data, identity, joined, meta, idempotency_key)
         if identity is not None and transport != "server":  # the server is never limited
-            await self.limiter.check(room, event, Sender(identity.user_id, client_id, ip))
+            await tools.limiter.check(room, event, Sender(identity.user_id, client_id, ip))
         ctx = PublishContext(message, room, identity, transport, client_id)
-        chain = self._global_middleware + list(room.config.middleware)
+        chain = tools.middleware + list(room.config.middleware)
         duplicate = False
 
         async def final(current: PublishContext) -> EventMessage | None:

@@ -21,6 +21,7 @@ from .errors import (
 )
 from .hooks import call_maybe_async, correlation_id
 from .outages import is_outage
+from .publisher import PublishTools
 from .rest_models import (
     CreateRoomBody,
     ErrorBody,
@@ -157,12 +158,15 @@ def build_rest_routes(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
 
     @router.post("/rooms/{room}/events", response_model=PublishAck, status_code=202,
                  responses=_errors(400, 401, 403, 404, 413, 422, 429, 503))
-    async def publish(room: str, body: PublishBody, user: User, request: Request) -> dict[str, Any]:
+    async def publish(
+        room: str, body: PublishBody, user: User, request: Request,
+        tools: Annotated[PublishTools, Depends(rt.publish_tools)],
+    ) -> dict[str, Any]:
         await may_access(user, room)
         outcome = await rt.publisher.publish(
             rt.registry.get(room), body.event, body.data, identity=user, transport="rest",
             meta=body.meta, idempotency_key=body.idempotency_key,
-            ip=request.client.host if request.client else None,
+            ip=request.client.host if request.client else None, tools=tools,
         )
         if outcome.message is None:
             return {"seq": None, "ts": None, "dropped": True}

@@ -16,6 +16,7 @@ from .connection import Connection
 from .errors import CloseCode, RateLimited
 from .nodelay import ensure_nodelay
 from .origins import origin_allowed
+from .publisher import PublishTools
 from .rest import build_rest_routes
 from .runtime import Runtime
 from .session import IdleSweeper, WebSocketSession, WebSocketTransport
@@ -41,13 +42,14 @@ def build_router(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
 
     @router.websocket("/ws")
     async def websocket_endpoint(
-        websocket: WebSocket, auth_result: Annotated[AuthResult, Depends(auth)]
+        websocket: WebSocket, auth_result: Annotated[AuthResult, Depends(auth)],
+        tools: Annotated[PublishTools, Depends(rt.publish_tools)],
     ) -> None:
         await websocket.accept()
         ensure_nodelay(getattr(websocket, "_receive", None))  # the server's own ASGI receive
         peer = websocket.client
         try:
-            await rt.publisher.limiter.check_connection(peer.host if peer else None)
+            await tools.limiter.check_connection(peer.host if peer else None)
         except RateLimited as exc:
             await _refuse(websocket, CloseCode.RATE_LIMIT_VIOLATIONS, exc.message)
             return
@@ -65,6 +67,7 @@ def build_router(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
         client = websocket.client
         conn = Connection(WebSocketTransport(websocket), auth_result.identity,
                           rt.queue_limits, ip=client.host if client else None)
+        conn.tools = tools
         task = asyncio.current_task()
         if task is not None:
             rt.sessions.add(task)

@@ -18,7 +18,7 @@ from .hooks import fire
 from .hub import Hub
 from .membership import MembershipService
 from .outbox import OutboxRelay
-from .publisher import Publisher
+from .publisher import Publisher, PublishTools
 from .retention import RetentionTask
 from .room_admin import RoomAdmin
 from .room_state import RoomStates
@@ -75,6 +75,10 @@ class Runtime:
         self.started = False
         self.stopping = False
         self._starts = 0
+
+    def publish_tools(self) -> PublishTools:
+        """FastAPI dependency: the limiter and global middleware of this node's publishes."""
+        return self.publisher.tools
 
     async def start(self) -> None:
         """Start once, however many apps include the router."""

@@ -155,3 +155,38 @@ async def test_connection_attempts_per_ip_are_limited_on_ws_and_sse(serve) -> No
         for probe in (first, second):
             await probe.close()
         await stream.close()
+
+
+async def test_the_limiter_and_middleware_are_a_dependency_tests_can_override(serve) -> None:
+    from fastapi import Depends, FastAPI
+
+    from dialogue_fastapi import EventLimiter, PublishTools, Reject
+
+    dialogue = make(RateLimit(default="1000/minute"))
+
+    async def block_everything(ctx, call_next):  # type: ignore[no-untyped-def]
+        raise Reject("blocked by the test's middleware")
+
+    app = FastAPI()
+    app.include_router(dialogue.router)
+
+    @app.get("/budget")
+    async def budget(tools: PublishTools = Depends(dialogue.publish_tools)) -> dict:  # noqa: B008
+        return {"limit": tools.limiter.config.default}
+
+    strict = PublishTools(EventLimiter(RateLimit(default="1/minute")), [])
+    app.dependency_overrides[dialogue.publish_tools] = lambda: strict
+    srv = await serve(app)
+    alice = await member(srv, "alice")
+    try:
+        assert "result" in await publish(alice)
+        assert (await publish(alice))["error"]["code"] == "RATE_LIMITED"  # the override's 1/minute
+        async with httpx.AsyncClient(base_url=srv.http_url, headers={"X-User": "bob"}) as client:
+            assert (await client.get("/budget")).json() == {"limit": "1/minute"}
+            app.dependency_overrides[dialogue.publish_tools] = lambda: PublishTools(
+                EventLimiter(RateLimit()), [block_everything])
+            refused = await client.post("/rooms/chat/events", json={"event": "m", "data": 1})
+            assert refused.status_code == 403
+            assert refused.json()["error"]["reason"] == "blocked by the test's middleware"
+    finally:
+        await alice.close()
