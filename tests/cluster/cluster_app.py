@@ -7,6 +7,7 @@ Configured from the environment the test sets:
   prefixes the keys this app writes for the tests (``{prefix}test:...``);
 - ``CLUSTER_DATABASE_URL`` (optional): durable history in this database, with the
   tables named from ``CLUSTER_TABLE_PREFIX`` (optional);
+- ``CLUSTER_RATE_LIMIT`` (optional): a publish limit per user, kept in Redis;
 - ``CLUSTER_PARENT_PID``: the test process; when it is gone the node ends its
   own process group, so no node outlives a test run that was killed.
 
@@ -30,7 +31,7 @@ from pydantic import BaseModel
 from redis.asyncio import Redis
 from starlette.requests import HTTPConnection
 
-from dialogue_fastapi import Dialogue, EventMessage, Hooks, Identity, RoomConfig
+from dialogue_fastapi import Dialogue, EventMessage, Hooks, Identity, RateLimit, RoomConfig
 from dialogue_fastapi.brokers.redis import RedisBroker
 
 REDIS_URL = os.environ["DIALOGUE_TEST_REDIS_URL"]
@@ -95,9 +96,17 @@ def store() -> Any:
     return SqlStore(url) if not table_prefix else SqlStore(url, table_prefix=table_prefix)
 
 
+def rate_limit() -> RateLimit | None:
+    """``CLUSTER_RATE_LIMIT`` (e.g. ``3/minute``): every user's publishes, budgets in Redis."""
+    limit = os.environ.get("CLUSTER_RATE_LIMIT")
+    if not limit:
+        return None
+    return RateLimit(default=limit, storage=REDIS_URL.split("?", 1)[0], prefix=f"{PREFIX}rl")
+
+
 broker = RedisBroker(REDIS_URL, prefix=PREFIX)
 dialogue = Dialogue(rooms=rooms, broker=broker, persistence=store(), authenticate=authenticate,
-                    hooks=Hooks(on_connected=remember_connection))
+                    hooks=Hooks(on_connected=remember_connection), rate_limit=rate_limit())
 
 
 async def count_run(message: EventMessage) -> None:
