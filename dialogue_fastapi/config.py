@@ -61,7 +61,8 @@ class RateLimit(_Frozen):
     storage: str = Field(default="memory://", description="'memory://' or 'redis://...' (shared by workers)")
     prefix: str = Field(default="dialogue-rl", description="key prefix of the budgets in the storage")
     strategy: Literal["moving-window", "sliding-window"] = Field(
-        default="moving-window", description="exact moving window, or the cheaper sliding counter"
+        default="sliding-window",
+        description="sliding counter (cheap, approximate) or exact moving window (cost grows with the limit)",
     )
     max_violations: int | None = Field(
         default=None, description="close with 4008 after this many refusals in a window"

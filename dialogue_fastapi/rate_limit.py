@@ -95,6 +95,11 @@ class EventLimiter:
         """Count the publish against every applicable limit; ``RATE_LIMITED`` if over one."""
         key = self._key(sender)
         applicable = [(scope, text, self._item(text)) for scope, text in self.limits_for(room, event)]
+        if len(applicable) == 1:  # one limit: a refused hit costs nothing, one round trip
+            scope, text, item = applicable[0]
+            if not await self._limiter.hit(item, scope, key):
+                await self._refuse(scope, text, item, key)
+            return
         # a refused publish costs no budget: test every limit first, then count it in each
         for scope, text, item in applicable:
             if not await self._limiter.test(item, scope, key):

@@ -35,6 +35,7 @@ from .runtime import Runtime
 
 logger = logging.getLogger("dialogue_fastapi")
 HARD_SIZE_FACTOR = 4  # frames above 4x max_message_size close the socket (1009)
+YIELD_ABOVE = 64  # queued frames above which the reader yields to the writer after a command
 CLOSE_GRACE = 0.5  # seconds a closing connection gets to flush before it is cut
 
 
@@ -155,6 +156,8 @@ class WebSocketSession:
             await self._handle(text)
             if conn.closed:
                 return
+            if conn.queued > YIELD_ABOVE:  # a burst of commands: let the writer send the replies
+                await asyncio.sleep(0)
 
     async def _handle(self, text: str) -> None:
         limit = self.rt.config.max_message_size
