@@ -23,6 +23,7 @@ APPS = {
     "dialogue": "dialogue_server:app",
     "cluster": "cluster_server:app",  # cluster.py: the Redis broker, from BENCH_REDIS_* env vars
     "sse-plain": "sse_baseline_server:app",  # sse.py's ceiling (its dialogue is dialogue_server:app)
+    "pipeline": "pipeline_server:app",  # pipeline.py, flood.py: configured by BENCH_PIPELINE
 }
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PR_SET_PDEATHSIG = 1

@@ -1,0 +1,56 @@
+"""dialogue-fastapi for ``pipeline.py`` and ``flood.py``: ``dialogue_server.py`` plus a pipeline.
+
+``BENCH_PIPELINE`` picks the configuration (default ``none``):
+
+- ``none``: no middleware, no rate limit (``dialogue_server.py``);
+- ``middleware``: three built-in middleware: ``log_events(level=DEBUG)`` with
+  its logger at WARNING (nothing is printed), ``content_filter([...])`` and
+  ``transform(lambda m: m)``;
+- ``memory``: ``middleware`` plus ``RateLimit(default=BENCH_RATE)`` in ``memory://``;
+- ``redis``: ``middleware`` plus the same limit in ``BENCH_REDIS_URL`` under
+  ``BENCH_REDIS_PREFIX`` (the benchmark deletes the keys afterwards);
+- ``sliding``: ``memory`` with ``strategy="sliding-window"`` (the library's
+  default is ``moving-window``);
+- ``limit``: a rate limit alone, in ``memory://`` (``flood.py``).
+
+``BENCH_RATE`` defaults to ``1000000/minute`` (never reached).
+
+Run alone: ``BENCH_PIPELINE=memory uvicorn pipeline_server:app --app-dir benchmarks --ws websockets-sansio``.
+"""
+
+import logging
+import os
+from typing import Any
+
+from fastapi import FastAPI
+
+from dialogue_fastapi import Dialogue, RateLimit, RoomConfig
+from dialogue_fastapi.middleware import content_filter, log_events, transform
+
+KIND = os.environ.get("BENCH_PIPELINE", "none")
+RATE = os.environ.get("BENCH_RATE", "1000000/minute")
+KINDS = ("none", "middleware", "memory", "redis", "sliding", "limit")
+if KIND not in KINDS:
+    raise SystemExit(f"BENCH_PIPELINE={KIND!r}: expected one of {', '.join(KINDS)}")
+
+settings: dict[str, Any] = {}
+if KIND in ("middleware", "memory", "redis", "sliding"):
+    events_log = logging.getLogger("bench.pipeline.events")
+    events_log.setLevel(logging.WARNING)
+    settings["middleware"] = [
+        log_events(events_log, level=logging.DEBUG),
+        content_filter(["spam", "scam", "phishing"]),
+        transform(lambda m: m),
+    ]
+if KIND in ("memory", "limit"):
+    settings["rate_limit"] = RateLimit(default=RATE)
+elif KIND == "sliding":
+    settings["rate_limit"] = RateLimit(default=RATE, strategy="sliding-window")
+elif KIND == "redis":
+    settings["rate_limit"] = RateLimit(
+        default=RATE, storage=os.environ["BENCH_REDIS_URL"], prefix=os.environ["BENCH_REDIS_PREFIX"]
+    )
+
+dialogue = Dialogue(rooms={"bench": RoomConfig(name="bench")}, allow_anonymous=True, **settings)
+app = FastAPI()
+app.include_router(dialogue.router)
