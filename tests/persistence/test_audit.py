@@ -83,3 +83,19 @@ async def test_audit_needs_persistence() -> None:
     dialogue = Dialogue(rooms={"chat": RoomConfig(name="Chat")}, allow_anonymous=True)
     with pytest.raises(RuntimeError, match="needs a store"):
         await dialogue.audit("chat")
+
+
+async def test_rate_limited_publishes_reach_the_audit(db: Database, serve, probe) -> None:  # type: ignore[no-untyped-def]
+    from dialogue_fastapi import RateLimit
+
+    dialogue = make(db, audit_rejections=True, rate_limit=RateLimit(default="1/minute"))
+    server = await serve(dialogue)
+    bob = await probe(ws_as(server, "bob"))
+    await bob.request("join", room="chat")
+    await bob.request("publish", room="chat", event="message", data={"text": "one"})
+    refused = await bob.reply("publish", room="chat", event="message", data={"text": "two"})
+    assert refused["error"]["code"] == "RATE_LIMITED"
+    await dialogue.flush()
+    rejected = await dialogue.audit("chat", outcome="rejected", sender="bob")
+    assert [(e.code, e.data) for e in rejected] == [("RATE_LIMITED", {"text": "two"})]
+    assert "1/minute" in rejected[0].reason
