@@ -125,7 +125,7 @@ def build_sse_routes(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
         # closed by the server (4009, 4004, 1001): it leaves its rooms now, not when the stream
         # ends, and a stream still stuck on a reader that stopped reading is cut after
         # SEND_TIMEOUT (a timer per closed stream, not a timeout around every write)
-        conn.on_close = lambda: _closed(rt, conn)
+        conn.on_close = lambda: _closed(rt, conn, stream)
         await rt.connected(conn)
         try:
             for r in rooms:
@@ -173,9 +173,7 @@ async def _join(
 
 
 async def _frames(rt: Runtime, conn: Connection, stream: SseStream, first: bytes) -> AsyncIterator[bytes]:
-    writer = asyncio.current_task()  # the response's streaming task
-    if writer is not None:
-        _writers[conn.client_id] = writer
+    stream.writer = asyncio.current_task()  # the response's streaming task
     try:
         yield first
         while True:
@@ -186,16 +184,13 @@ async def _frames(rt: Runtime, conn: Connection, stream: SseStream, first: bytes
             if close is not None:
                 return
     finally:
-        _writers.pop(conn.client_id, None)
+        stream.writer = None
         _cleanup(rt, conn)
 
 
-_writers: dict[str, asyncio.Task[Any]] = {}
-
-
-def _closed(rt: Runtime, conn: Connection) -> None:
+def _closed(rt: Runtime, conn: Connection, stream: SseStream) -> None:
     _cleanup(rt, conn)
-    writer = _writers.get(conn.client_id)
+    writer = stream.writer
     if writer is not None:
         asyncio.get_running_loop().call_later(SEND_TIMEOUT, _cut, writer)
 

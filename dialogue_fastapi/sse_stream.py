@@ -9,6 +9,7 @@ the disconnect frame) is ``event: dialogue`` with the protocol's JSON object.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -42,6 +43,7 @@ class SseStream:
         self.positions: dict[str, Position] = {}
         self._retry_ms = retry_ms
         self._cursor: str | None = None
+        self.writer: asyncio.Task[Any] | None = None  # the response task writing it, once started
 
     def start(self, room: str, position: Position) -> None:
         """The position the stream starts after, in ``room``."""

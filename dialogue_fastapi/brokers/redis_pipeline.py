@@ -11,12 +11,13 @@ of a whole pipeline are safe because every publish carries an idempotency key.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import NoScriptError
+
+from ..background import BackgroundTask
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -33,17 +34,13 @@ class ScriptPipeline:
         self._sha: str | None = None
         self._queue: deque[Call] = deque()
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("dialogue-redis-publisher", self._run)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="dialogue-redis-publisher")
+        self._task.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._task.stop()
         while self._queue:
             _, _, future = self._queue.popleft()
             if not future.done():
@@ -51,7 +48,7 @@ class ScriptPipeline:
 
     def submit(self, keys: list[Any], args: list[Any]) -> asyncio.Future[Any]:
         """Queue one call; its future gets the script's answer (or the error)."""
-        if self._task is None:
+        if not self._task.running:
             raise RuntimeError("the Redis broker is not started")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append((keys, args, future))
