@@ -58,3 +58,15 @@ class Calls:
                 self._changed.clear()
                 await self._changed.wait()
         return self.named(name)
+
+
+async def serve_dialogue(dialogue: Any, port: int = 0) -> LiveServer:
+    """A real server for ``dialogue`` (its router at the root), on ``port`` (0: a free one) -
+    started again on the same port to test restarts."""
+    from fastapi import FastAPI
+
+    app = FastAPI()
+    app.include_router(dialogue.router)
+    server = LiveServer(app, "127.0.0.1", port)
+    await server.start()
+    return server

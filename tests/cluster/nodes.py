@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -249,6 +250,26 @@ async def start_all(nodes: Sequence[NodeProcess], timeout: float = 20.0) -> None
 
 async def stop_all(nodes: Sequence[NodeProcess], *, kill: bool = False) -> None:
     await asyncio.gather(*((n.kill() if kill else n.stop()) for n in nodes), return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def fresh_nodes(
+    names: str, redis_url: str, log_dir: Path, extra: dict[str, str] | None = None,
+    prefix: str = "dnodes",
+) -> AsyncIterator[list[NodeProcess]]:
+    """Nodes (one per letter of ``names``) on a key prefix of their own, started together;
+    stopped and their keys deleted afterwards."""
+    from redis_helpers import delete_prefix
+
+    key_prefix = f"{prefix}{secrets.token_hex(4)}:"
+    nodes = [NodeProcess(f"node{name}", node_env(redis_url, key_prefix, extra), log_dir)
+             for name in names]
+    try:
+        await start_all(nodes)
+        yield nodes
+    finally:
+        await stop_all(nodes)
+        await delete_prefix(key_prefix)
 
 
 async def get_json(client: httpx.AsyncClient, url: str, **kwargs: Any) -> Any:

@@ -9,7 +9,6 @@ machine (and anything else using it) is never disturbed.
 from __future__ import annotations
 
 import functools
-import secrets
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,9 +16,9 @@ from typing import Any
 
 import httpx
 import pytest
-from nodes import NodeProcess, bearer, eventually, node_env, start_all, stop_all
+from nodes import NodeProcess, bearer, eventually, fresh_nodes, node_env, start_all, stop_all
 from pg_helpers import fresh_postgres
-from redis_helpers import REDIS_URL, PrivateRedis, delete_prefix, need_redis, need_redis_server
+from redis_helpers import REDIS_URL, PrivateRedis, need_redis, need_redis_server
 from tcp_proxy import TcpProxy
 
 from dialogue_fastapi.client import DialogueClient
@@ -79,15 +78,8 @@ async def watch(client: DialogueClient, room: str) -> Seen:
 @pytest.fixture
 async def three_nodes(tmp_path: Path) -> AsyncIterator[list[NodeProcess]]:
     await need_redis()
-    prefix = f"dfail{secrets.token_hex(4)}:"
-    env = node_env(with_ttl(REDIS_URL), prefix)
-    nodes = [NodeProcess(f"node{name}", env, tmp_path) for name in "ABC"]
-    try:
-        await start_all(nodes)
+    async with fresh_nodes("ABC", with_ttl(REDIS_URL), tmp_path, prefix="dfail") as nodes:
         yield nodes
-    finally:
-        await stop_all(nodes)
-        await delete_prefix(prefix)
 
 
 async def test_a_killed_nodes_clients_move_to_a_survivor_and_its_presence_is_cleaned(

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from nodes import NodeProcess, node_env, start_all, stop_all
-from redis_helpers import REDIS_URL, delete_prefix, need_redis
+from nodes import NodeProcess, fresh_nodes
+from redis_helpers import REDIS_URL, need_redis
 
 from dialogue_fastapi.testing import WsProbe
 
@@ -16,15 +15,9 @@ from dialogue_fastapi.testing import WsProbe
 @pytest.fixture
 async def limited_nodes(tmp_path: Path) -> AsyncIterator[list[NodeProcess]]:
     await need_redis()
-    prefix = f"dlimit{secrets.token_hex(4)}:"
-    env = node_env(REDIS_URL, prefix, {"CLUSTER_RATE_LIMIT": "4/minute"})
-    nodes = [NodeProcess(f"node{name}", env, tmp_path) for name in "AB"]
-    try:
-        await start_all(nodes)
+    async with fresh_nodes("AB", REDIS_URL, tmp_path, {"CLUSTER_RATE_LIMIT": "4/minute"},
+                           prefix="dlimit") as nodes:
         yield nodes
-    finally:
-        await stop_all(nodes)
-        await delete_prefix(prefix)
 
 
 async def test_a_users_budget_is_shared_by_two_worker_processes(

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from conftest import Database
 from helpers import authenticate, ws_as
+from helpers import serve_dialogue as serve
 
 from dialogue_fastapi import Dialogue, Position, RoomConfig, define_event
-from dialogue_fastapi.testing import LiveServer, WsProbe
+from dialogue_fastapi.testing import WsProbe
 
 message = define_event("message", history=100)
 typing = define_event("typing")
@@ -19,16 +20,6 @@ def make(db: Database, **settings: object) -> Dialogue:
     rooms = {"chat": RoomConfig(name="Chat", events=[message, typing], sync_history_on_join=20)}
     return Dialogue(rooms=rooms, events=[message, typing], authenticate=authenticate,
                     persistence=db.store(), **settings)
-
-
-async def serve(dialogue: Dialogue, port: int = 0) -> LiveServer:
-    from fastapi import FastAPI
-
-    app = FastAPI()
-    app.include_router(dialogue.router)
-    server = LiveServer(app, "127.0.0.1", port)
-    await server.start()
-    return server
 
 
 async def test_seq_and_epoch_continue_and_since_recovers_across_a_restart(db: Database) -> None:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 from conftest import Database
 from helpers import authenticate
+from helpers import serve_dialogue as serve
 
 from dialogue_fastapi import Dialogue, RoomConfig, define_event
-from dialogue_fastapi.testing import LiveServer, SseProbe
+from dialogue_fastapi.testing import SseProbe
 
 tick = define_event("tick", history=5)  # the hot history is smaller than what is missed
 
@@ -18,16 +19,6 @@ pytestmark = pytest.mark.timeout(30)
 def make(db: Database) -> Dialogue:
     return Dialogue(rooms={"feed": RoomConfig(name="Feed", events=[tick])}, events=[tick],
                     authenticate=authenticate, persistence=db.store(), recovery_window=5)
-
-
-async def serve(dialogue: Dialogue, port: int = 0) -> LiveServer:
-    from fastapi import FastAPI
-
-    app = FastAPI()
-    app.include_router(dialogue.router)
-    server = LiveServer(app, "127.0.0.1", port)
-    await server.start()
-    return server
 
 
 async def test_an_sse_cursor_resumes_across_a_restart(db: Database) -> None:
