@@ -51,6 +51,10 @@ class Retention(_Frozen):
         return None if value is None else parse_duration(value)
 
 
+#: the REST routes ``RateLimit.http`` can limit, by name
+HTTP_ROUTE_NAMES = ("rooms", "create_room", "delete_room", "history", "publish", "presence")
+
+
 class RateLimit(_Frozen):
     """Per-client event rate limits, written like ``"10/second"``."""
 
@@ -72,6 +76,12 @@ class RateLimit(_Frozen):
         default=None, description="connection attempts per client IP on /ws and /sse, e.g. '30/minute'"
     )
 
+    http: dict[str, str] = Field(
+        default_factory=dict,
+        description="REST request limits by route (rooms, create_room, delete_room, history, publish, "
+        "presence) or 'default' for each of them, e.g. {'create_room': '5/minute'}",
+    )
+
     @field_validator("default", "connections")
     @classmethod
     def _limit(cls, value: str | None) -> str | None:
@@ -80,6 +90,15 @@ class RateLimit(_Frozen):
     @field_validator("rooms", "events")
     @classmethod
     def _limits(cls, value: dict[str, str]) -> dict[str, str]:
+        return {k: _valid_limit(v) for k, v in value.items()}
+
+    @field_validator("http")
+    @classmethod
+    def _http_limits(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - {"default", *HTTP_ROUTE_NAMES})
+        if unknown:
+            raise ValueError(f"no REST route is called {', '.join(map(repr, unknown))}; "
+                             f"limit one of {', '.join(HTTP_ROUTE_NAMES)} or 'default'")
         return {k: _valid_limit(v) for k, v in value.items()}
 
 

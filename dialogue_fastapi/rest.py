@@ -20,6 +20,7 @@ from .errors import (
     Unavailable,
 )
 from .hooks import call_maybe_async, correlation_id
+from .http_limits import USER_STATE, HttpLimits
 from .outages import is_outage
 from .publisher import PublishTools
 from .rest_models import (
@@ -89,10 +90,16 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 def build_rest_routes(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
     router = APIRouter(route_class=DialogueRoute, tags=["dialogue"])
+    limit_config = rt.config.rate_limit
+    limits = HttpLimits(limit_config) if limit_config is not None and limit_config.http else None
 
-    async def identity(result: Annotated[AuthResult, Depends(auth)]) -> Identity:
+    def limited(route: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        return limits.guard(route) if limits is not None else (lambda endpoint: endpoint)
+
+    async def identity(request: Request, result: Annotated[AuthResult, Depends(auth)]) -> Identity:
         if result.identity is None:
             raise Unauthorized(result.reason or "missing or invalid credentials")
+        setattr(request.state, USER_STATE, result.identity.user_id)  # the HTTP limits' key
         return result.identity
 
     User = Annotated[Identity, Depends(identity)]
@@ -112,17 +119,21 @@ def build_rest_routes(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
     async def info(room_id: str) -> dict[str, Any]:
         return rt.registry.get(room_id).info(await rt.broker.presence.count(room_id))
 
-    @router.get("/rooms", response_model=RoomList, responses=_errors(401))
-    async def list_rooms(user: User) -> dict[str, Any]:
+    @router.get("/rooms", response_model=RoomList, responses=_errors(401, 429))
+    @limited("rooms")
+    async def list_rooms(user: User, request: Request, response: Response) -> dict[str, Any]:
         return {"rooms": [await info(r.id) for r in rt.registry.all()]}
 
-    @router.get("/rooms/{room}", response_model=RoomInfo, responses=_errors(401, 404))
-    async def get_room(room: str, user: User) -> dict[str, Any]:
+    @router.get("/rooms/{room}", response_model=RoomInfo, responses=_errors(401, 404, 429))
+    @limited("rooms")
+    async def get_room(room: str, user: User, request: Request, response: Response) -> dict[str, Any]:
         return await info(room)
 
     @router.post("/rooms", response_model=RoomInfo, status_code=201,
-                 responses=_errors(400, 401, 403, 409))
-    async def create_room(body: CreateRoomBody, user: User) -> dict[str, Any]:
+                 responses=_errors(400, 401, 403, 409, 429))
+    @limited("create_room")
+    async def create_room(body: CreateRoomBody, user: User, request: Request,
+                          response: Response) -> dict[str, Any]:
         if not rt.config.allow_client_rooms:
             raise Forbidden("clients may not create rooms on this server")
         config = rt.admin.config_from_client(
@@ -133,15 +144,17 @@ def build_rest_routes(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
         created = await rt.admin.create(body.room, config, created_by=user.user_id)
         return created.info(0)
 
-    @router.delete("/rooms/{room}", status_code=204, responses=_errors(401, 403, 404))
-    async def delete_room(room: str, user: User) -> Response:
+    @router.delete("/rooms/{room}", status_code=204, responses=_errors(401, 403, 404, 429))
+    @limited("delete_room")
+    async def delete_room(room: str, user: User, request: Request) -> Response:
         await rt.admin.delete(room, by=user)
         return Response(status_code=204)
 
     @router.get("/rooms/{room}/history", response_model=HistoryPage,
-                responses=_errors(400, 401, 403, 404))
+                responses=_errors(400, 401, 403, 404, 429))
+    @limited("history")
     async def history(
-        room: str, user: User, event: str | None = None,
+        room: str, user: User, request: Request, response: Response, event: str | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
         before: Annotated[int | None, Query(ge=0)] = None,
         after: Annotated[int | None, Query(ge=0)] = None,
@@ -158,8 +171,9 @@ def build_rest_routes(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
 
     @router.post("/rooms/{room}/events", response_model=PublishAck, status_code=202,
                  responses=_errors(400, 401, 403, 404, 413, 422, 429, 503))
+    @limited("publish")
     async def publish(
-        room: str, body: PublishBody, user: User, request: Request,
+        room: str, body: PublishBody, user: User, request: Request, response: Response,
         tools: Annotated[PublishTools, Depends(rt.publish_tools)],
     ) -> dict[str, Any]:
         await may_access(user, room)
@@ -174,8 +188,9 @@ def build_rest_routes(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
                 "duplicate": outcome.duplicate}
 
     @router.get("/rooms/{room}/presence", response_model=PresenceResult,
-                responses=_errors(401, 403, 404))
-    async def presence(room: str, user: User) -> dict[str, Any]:
+                responses=_errors(401, 403, 404, 429))
+    @limited("presence")
+    async def presence(room: str, user: User, request: Request, response: Response) -> dict[str, Any]:
         await may_access(user, room)
         members = await rt.broker.presence.members(room)
         return {"count": len(members), "users": [m.to_dict() for m in members]}

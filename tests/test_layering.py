@@ -16,7 +16,7 @@ LAYERS: list[set[str]] = [
      "brokers.redis_subscriber", "brokers.redis_presence_scripts", "brokers.redis_liveness",
      "brokers.redis_options", "brokers.redis_pipeline",
      "stores.memory", "stores", "connection", "pipeline",
-     "handlers", "rooms", "commands", "rest_models", "rate_limit",
+     "handlers", "rooms", "commands", "rest_models", "rate_limit", "http_limits",
      # the SQL store and the write-behind queue (SQLAlchemy only in stores.sql*/migrat*)
      "stores.sql_schema", "stores.sql_engine", "stores.sql_queries", "stores.sql_outbox",
      "stores.sql", "stores.migrate", "stores.migrations", "stores.migrations.env",
