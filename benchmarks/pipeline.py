@@ -9,11 +9,12 @@ pinned to CPU 1. The configurations, each a step on the previous one:
 
 - ``none``: no middleware, no rate limit;
 - ``middleware``: ``log_events`` (DEBUG, logger at WARNING), ``content_filter``, ``transform``;
-- ``memory``: plus ``RateLimit(default="1000000/minute")`` in ``memory://``;
+- ``memory``: plus ``RateLimit(default="1000000/minute")`` in ``memory://``
+  (the default strategy, ``sliding-window``);
 - ``redis``: the same limit in Redis (``--redis-url``, a key prefix per
   repetition, its keys deleted afterwards); redis-server's threads are pinned
   to CPU 0 for the repetition and its CPU counts as the server's;
-- ``sliding`` (only with ``--only``): ``memory`` with ``strategy="sliding-window"``.
+- ``moving`` (only with ``--only``): ``memory`` with ``strategy="moving-window"``.
 
 Per repetition: one muted publisher (it does not receive its own events) and
 one subscriber join the room; after a warm-up, publishes with ``--window`` in
@@ -44,14 +45,14 @@ from cluster import DEFAULT_REDIS_URL, RedisServer, can_pin, delete_keys, find_r
 from fanout import new_loop, setup_process
 
 KINDS = ("none", "middleware", "memory", "redis")  # the default run, each a step on the previous one
-EXTRA = ("sliding",)  # on request (--only): the memory limit with the cheaper strategy
-PREV = {"middleware": "none", "memory": "middleware", "redis": "memory", "sliding": "middleware"}
+EXTRA = ("moving",)  # on request (--only): the memory limit with the exact, costlier strategy
+PREV = {"middleware": "none", "memory": "middleware", "redis": "memory", "moving": "middleware"}
 TITLES = {
     "none": "(a) no middleware, no rate limit",
     "middleware": "(b) 3 middleware",
     "memory": "(c) (b) + rate limit, memory://",
     "redis": "(d) (b) + rate limit, redis://",
-    "sliding": "(c') (b) + rate limit, memory://, sliding-window",
+    "moving": "(c') (b) + rate limit, memory://, moving-window",
 }
 RATE = "1000000/minute"
 

@@ -6,11 +6,11 @@
 - ``middleware``: three built-in middleware: ``log_events(level=DEBUG)`` with
   its logger at WARNING (nothing is printed), ``content_filter([...])`` and
   ``transform(lambda m: m)``;
-- ``memory``: ``middleware`` plus ``RateLimit(default=BENCH_RATE)`` in ``memory://``;
+- ``memory``: ``middleware`` plus ``RateLimit(default=BENCH_RATE)`` in ``memory://``
+  (the default strategy, ``sliding-window``);
 - ``redis``: ``middleware`` plus the same limit in ``BENCH_REDIS_URL`` under
   ``BENCH_REDIS_PREFIX`` (the benchmark deletes the keys afterwards);
-- ``sliding``: ``memory`` with ``strategy="sliding-window"`` (the library's
-  default is ``moving-window``);
+- ``moving``: ``memory`` with ``strategy="moving-window"``;
 - ``limit``: a rate limit alone, in ``memory://`` (``flood.py``).
 
 ``BENCH_RATE`` defaults to ``1000000/minute`` (never reached).
@@ -29,12 +29,12 @@ from dialogue_fastapi.middleware import content_filter, log_events, transform
 
 KIND = os.environ.get("BENCH_PIPELINE", "none")
 RATE = os.environ.get("BENCH_RATE", "1000000/minute")
-KINDS = ("none", "middleware", "memory", "redis", "sliding", "limit")
+KINDS = ("none", "middleware", "memory", "redis", "moving", "limit")
 if KIND not in KINDS:
     raise SystemExit(f"BENCH_PIPELINE={KIND!r}: expected one of {', '.join(KINDS)}")
 
 settings: dict[str, Any] = {}
-if KIND in ("middleware", "memory", "redis", "sliding"):
+if KIND in ("middleware", "memory", "redis", "moving"):
     events_log = logging.getLogger("bench.pipeline.events")
     events_log.setLevel(logging.WARNING)
     settings["middleware"] = [
@@ -44,8 +44,8 @@ if KIND in ("middleware", "memory", "redis", "sliding"):
     ]
 if KIND in ("memory", "limit"):
     settings["rate_limit"] = RateLimit(default=RATE)
-elif KIND == "sliding":
-    settings["rate_limit"] = RateLimit(default=RATE, strategy="sliding-window")
+elif KIND == "moving":
+    settings["rate_limit"] = RateLimit(default=RATE, strategy="moving-window")
 elif KIND == "redis":
     settings["rate_limit"] = RateLimit(
         default=RATE, storage=os.environ["BENCH_REDIS_URL"], prefix=os.environ["BENCH_REDIS_PREFIX"]
