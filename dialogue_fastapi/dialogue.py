@@ -16,6 +16,7 @@ from .auth import build_auth_dependency
 from .config import DialogueConfig, RoomConfig, env_overrides, resolve_room_events
 from .events import EventDefinition, event_name
 from .handlers import Handler
+from .http_limits import HttpLimits
 from .persistence_api import audit, publish_in, to_ms
 from .publisher import PublishTools
 from .rooms import Room
@@ -82,6 +83,13 @@ class Dialogue:
         ``app.dependency_overrides[dialogue.publish_tools] = lambda: PublishTools(...)``, or
         declare it in your own routes to check a limit (``tools.limiter``)."""
         return self._runtime.publish_tools
+
+    @property
+    def http_limits(self) -> HttpLimits | None:
+        """The REST routes' limits (``RateLimit(http=...)``), None without any: its slowapi
+        ``limiter`` (``.limiter.enabled = False`` switches them off, e.g. in a test) and
+        ``reset()``."""
+        return self._runtime.http_limits
 
     @property
     def runtime(self) -> Runtime:

@@ -20,7 +20,7 @@ from .errors import (
     Unavailable,
 )
 from .hooks import call_maybe_async, correlation_id
-from .http_limits import USER_STATE, HttpLimits
+from .http_limits import USER_STATE
 from .outages import is_outage
 from .publisher import PublishTools
 from .rest_models import (
@@ -90,8 +90,7 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 def build_rest_routes(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
     router = APIRouter(route_class=DialogueRoute, tags=["dialogue"])
-    limit_config = rt.config.rate_limit
-    limits = HttpLimits(limit_config) if limit_config is not None and limit_config.http else None
+    limits = rt.http_limits
 
     def limited(route: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         return limits.guard(route) if limits is not None else (lambda endpoint: endpoint)

@@ -15,6 +15,7 @@ from .errors import CloseCode
 from .handlers import HandlerRegistry
 from .history import HistoryReader
 from .hooks import fire
+from .http_limits import HttpLimits
 from .hub import Hub
 from .membership import MembershipService
 from .outbox import OutboxRelay
@@ -67,6 +68,8 @@ class Runtime:
         self.control = ControlHandler(
             self.hub, self.registry, self.broker.presence, self.admin.events
         )
+        limits = config.rate_limit
+        self.http_limits = HttpLimits(limits) if limits is not None and limits.http else None
         self.queue_limits = QueueLimits(
             config.send_queue_max_messages, config.send_queue_max_bytes
         )

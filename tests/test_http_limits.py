@@ -130,3 +130,16 @@ async def test_openapi_documents_the_429(serve) -> None:
         spec = (await ivy.get("/openapi.json")).json()
     responses = spec["paths"]["/rooms"]["post"]["responses"]
     assert responses["429"]["content"]["application/json"]["schema"]["$ref"].endswith("ErrorBody")
+
+
+async def test_a_test_can_switch_the_limits_off_and_reset_them(serve) -> None:
+    dialogue = make(RateLimit(http={"rooms": "1/minute"}))
+    srv = await serve(dialogue)
+    limits = dialogue.http_limits
+    assert limits is not None and make(RateLimit()).http_limits is None
+    async with client(srv, "jo") as jo:
+        assert [(await jo.get("/rooms")).status_code for _ in range(2)] == [200, 429]
+        limits.reset()
+        assert (await jo.get("/rooms")).status_code == 200  # a fresh budget
+        limits.limiter.enabled = False
+        assert [(await jo.get("/rooms")).status_code for _ in range(3)] == [200] * 3
