@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from .events import EventDefinition, define_event
     from .pipeline import PublishContext
     from .publisher import PublishTools
-    from .rate_limit import EventLimiter
+    from .rate_limit import EventLimiter, Limiter
     from .types import EventMessage, Identity, Position, PresenceEntry
 
 _EXPORTS = {
@@ -29,6 +29,7 @@ _EXPORTS = {
     "EventMessage": ".types",
     "Hooks": ".config",
     "Identity": ".types",
+    "Limiter": ".rate_limit",
     "Position": ".types",
     "PresenceEntry": ".types",
     "PublishContext": ".pipeline",
@@ -50,6 +51,7 @@ __all__ = [
     "EventMessage",
     "Hooks",
     "Identity",
+    "Limiter",
     "Position",
     "PresenceEntry",
     "PublishContext",

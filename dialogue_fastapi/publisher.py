@@ -24,7 +24,7 @@ from .history import HistoryReader
 from .hooks import fire
 from .pipeline import Middleware, PublishContext, apply_before_each, run_middleware
 from .publish_lane import current_turn
-from .rate_limit import EventLimiter, Sender
+from .rate_limit import EventLimiter, Limiter, Sender
 from .rooms import Room
 from .stores.base import Rejection
 from .stores.write_behind import WriteBehind
@@ -38,7 +38,7 @@ class PublishTools:
     """The limiter and the global middleware a publish runs with. Routes receive them as a
     FastAPI dependency, so ``app.dependency_overrides`` can replace them in tests."""
 
-    limiter: EventLimiter
+    limiter: Limiter
     middleware: list[Middleware]
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from limits import RateLimitItem, parse
 from limits.aio.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
@@ -46,8 +46,29 @@ class Sender:
     ip: str | None
 
 
+class Limiter(Protocol):
+    """What publishes and connection attempts are checked with: the seam a test or an
+    application replaces through ``dialogue.publish_tools`` (``PublishTools(limiter, ...)``)."""
+
+    @property
+    def max_violations(self) -> int | None:
+        """Refusals within ``violation_window`` that close a WebSocket (4008); None: never."""
+        ...
+
+    @property
+    def violation_window(self) -> float: ...
+
+    async def check(self, room: Room, event: str, sender: Sender) -> None:
+        """Count one publish; raise ``RateLimited`` when it is over a limit."""
+        ...
+
+    async def check_connection(self, ip: str | None) -> None:
+        """Count one connection attempt; raise ``RateLimited`` when it is over the limit."""
+        ...
+
+
 class EventLimiter:
-    """Checks publishes against the configured limits."""
+    """Checks publishes against the configured limits (the default :class:`Limiter`)."""
 
     def __init__(self, config: RateLimit) -> None:
         self.config = config
@@ -57,6 +78,14 @@ class EventLimiter:
                     else SlidingWindowCounterRateLimiter)
         self._limiter = strategy(self._storage)
         self._parsed: dict[str, RateLimitItem] = {}
+
+    @property
+    def max_violations(self) -> int | None:
+        return self.config.max_violations
+
+    @property
+    def violation_window(self) -> float:
+        return self.config.violation_window
 
     def _item(self, text: str) -> RateLimitItem:
         item = self._parsed.get(text)

@@ -235,17 +235,18 @@ class WebSocketSession:
 
     def _violation(self) -> None:
         """Count a rate-limit refusal; too many within the window close the connection (4008)."""
-        config = self.rt.publisher.limiter.config
-        if config.max_violations is None:
+        limiter = (self.conn.tools or self.rt.publisher.tools).limiter  # the connection's own
+        most, seconds = limiter.max_violations, limiter.violation_window
+        if most is None:
             return
         now = time.monotonic()
         window = self._violations
         window.append(now)
-        while window and window[0] < now - config.violation_window:
+        while window and window[0] < now - seconds:
             window.popleft()
-        if len(window) >= config.max_violations:
+        if len(window) >= most:
             self.conn.close(CloseCode.RATE_LIMIT_VIOLATIONS,
-                            f"{len(window)} rate-limit violations in {config.violation_window:g} s")
+                            f"{len(window)} rate-limit violations in {seconds:g} s")
 
     def _error(self, cmd_id: int | None, error: DialogueError) -> None:
         if cmd_id is None:

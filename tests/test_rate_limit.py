@@ -190,3 +190,46 @@ async def test_the_limiter_and_middleware_are_a_dependency_tests_can_override(se
             assert refused.json()["error"]["reason"] == "blocked by the test's middleware"
     finally:
         await alice.close()
+
+
+async def test_a_limiter_of_your_own_through_the_dependency(serve) -> None:
+    """Any ``Limiter`` works, not only ``EventLimiter``; its own violation policy closes (4008)."""
+    from fastapi import FastAPI
+
+    from dialogue_fastapi import Limiter, PublishTools
+    from dialogue_fastapi.errors import RateLimited
+
+    class OddOnly:
+        """Refuses every second publish of a user; two refusals close the connection."""
+
+        max_violations = 2
+        violation_window = 60.0
+
+        def __init__(self) -> None:
+            self.counts: dict[str, int] = {}
+
+        async def check(self, room, event, sender) -> None:  # type: ignore[no-untyped-def]
+            self.counts[sender.user_id] = self.counts.get(sender.user_id, 0) + 1
+            if self.counts[sender.user_id] % 2 == 0:
+                raise RateLimited("even publishes are refused", retry_after=1.0, limit="odd only")
+
+        async def check_connection(self, ip: str | None) -> None:
+            return None
+
+    limiter: Limiter = OddOnly()
+    dialogue = make(None)  # no RateLimit in the app's config at all
+    app = FastAPI()
+    app.include_router(dialogue.router)
+    app.dependency_overrides[dialogue.publish_tools] = lambda: PublishTools(limiter, [])
+    srv = await serve(app)
+    alice = await member(srv, "alice")
+    try:
+        assert "result" in await publish(alice)
+        refused = (await publish(alice))["error"]
+        assert refused["code"] == "RATE_LIMITED" and refused["limit"] == "odd only"
+        assert "result" in await publish(alice)
+        await publish(alice)  # the second refusal: closed
+        code, reason = await alice.closed()
+        assert code == 4008 and "2 rate-limit violations" in reason
+    finally:
+        await alice.close()
