@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from .brokers.base import Broker
+from .brokers.base import Broker, OrderedSubmit
 from .config import DialogueConfig, Hooks, RateLimit
 from .errors import DialogueError, EventNotAllowed, NotInRoom, PayloadTooLarge, Unavailable
 from .events import EventDefinition
@@ -60,6 +60,7 @@ class Publisher:
         self._history = history
         self._config = config
         self._broker = broker
+        self._submit = broker.submit if isinstance(broker, OrderedSubmit) else None
         self._writer = writer
         self._handlers = handlers
         self._hooks = hooks
@@ -176,7 +177,7 @@ class Publisher:
         if writer is not None:
             writer.reserve(durable)  # UNAVAILABLE before publishing if it could not be stored
         window, depth = self._config.recovery_window, self._history.depth(room, message.event)
-        turn, submit = current_turn(), getattr(self._broker, "submit", None)
+        turn, submit = current_turn(), self._submit
         try:
             if turn is not None and submit is not None:
                 await turn.wait()  # the connection's earlier publishes are handed over first

@@ -17,6 +17,7 @@ import orjson
 from starlette.websockets import WebSocket
 
 from .background import BackgroundTask
+from .brokers.base import OrderedSubmit
 from .connection import Connection
 from .errors import (
     BadRequest,
@@ -78,7 +79,7 @@ class WebSocketSession:
         self._writer: asyncio.Task[None] | None = None
         self._violations: deque[float] = deque()  # times of recent rate-limit refusals
         # publishes in flight per connection, where the broker's publish is a round trip
-        self._lane = PublishLane() if hasattr(runtime.broker, "submit") else None
+        self._lane = PublishLane() if isinstance(runtime.broker, OrderedSubmit) else None
         self._cutter: asyncio.Task[None] | None = None
         self._cut = False
 

@@ -129,6 +129,17 @@ class Broker(Protocol):
         ...
 
 
+@runtime_checkable
+class OrderedSubmit(Protocol):
+    """A broker that takes publishes in the order handed over and answers later (the Redis
+    broker pipelines them). A connection then keeps several publishes in flight, each
+    handed over in send order (``publish_lane``); other brokers publish one at a time."""
+
+    def submit(self, message: EventMessage, window: int, history: int = 0) -> Awaitable[Published]:
+        """Queue ``message`` now, behind every earlier submit; await the result later."""
+        ...
+
+
 PositionLoader = Callable[[str], Awaitable[Position | None]]
 EventLoader = Callable[[str, int, int], Awaitable[list[EventMessage]]]  # room, after, limit
 
