@@ -23,13 +23,17 @@ from .config import RateLimit
 from .errors import RateLimited
 from .rooms import Room
 
+#: a hung Redis fails a check (UNAVAILABLE) instead of holding the publish forever
+REDIS_TIMEOUT = 2.0
+
 
 def _storage_url(url: str) -> tuple[str, dict[str, Any]]:
     """``memory://`` / ``redis://...`` as the async storage of ``limits`` (on redis-py)."""
     if url.startswith("async+"):
         url = url.removeprefix("async+")
     if url.startswith(("redis://", "rediss://", "unix://")):
-        return "async+" + url, {"implementation": "redispy"}
+        return "async+" + url, {"implementation": "redispy", "socket_timeout": REDIS_TIMEOUT,
+                                "socket_connect_timeout": REDIS_TIMEOUT}
     return "async+" + url, {}
 
 

@@ -143,3 +143,32 @@ async def test_a_test_can_switch_the_limits_off_and_reset_them(serve) -> None:
         assert (await jo.get("/rooms")).status_code == 200  # a fresh budget
         limits.limiter.enabled = False
         assert [(await jo.get("/rooms")).status_code for _ in range(3)] == [200] * 3
+
+
+async def test_a_hung_storage_fails_fast_for_routes_and_publishes(serve) -> None:
+    """A Redis that accepts connections and never answers (a listening socket nobody accepts
+    from): a limited route answers 503 after slowapi's 0.5 s socket timeout, a publish gets
+    UNAVAILABLE after the publish limiter's 2 s; neither hangs."""
+    from dialogue_fastapi.testing import WsProbe
+
+    with socket.socket() as hole:
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(64)
+        url = f"redis://127.0.0.1:{hole.getsockname()[1]}/0"
+        srv = await serve(make(RateLimit(storage=url, default="5/minute", http={"rooms": "5/minute"})))
+        async with client(srv, "kim") as kim:
+            started = time.monotonic()
+            answer = await kim.get("/rooms")
+            route_took = time.monotonic() - started
+        probe = await WsProbe.open(srv.ws_url("/ws"), additional_headers={"X-User": "kim"})
+        try:
+            await probe.request("join", room="chat")
+            started = time.monotonic()
+            reply = await probe.reply("publish", room="chat", event="m", data={}, timeout=10)
+            publish_took = time.monotonic() - started
+            await probe.request("ping")  # the connection carries on
+        finally:
+            await probe.close()
+    assert answer.status_code == 503 and answer.json()["error"]["code"] == "UNAVAILABLE"
+    assert route_took < 3
+    assert reply["error"]["code"] == "UNAVAILABLE" and publish_took < 6
