@@ -3,20 +3,26 @@
 Frames travel through ``Broker.control`` so that room lifecycle, presence
 notices, direct messages and forced disconnects reach every node. A broker
 may also hand its own node ``node_lost`` (a dead node's connections left
-presence) and ``room_reset`` (the broker lost a room's history).
+presence) and ``room_reset`` (the broker lost a room's history), and the node
+that removed a dead node's connections ``connections_lost``: their ``on_left``
+and ``on_disconnected`` hooks run there, once in the cluster.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import orjson
 
+from .config import Hooks
 from .errors import CloseCode
 from .events import EventDefinition
+from .hooks import fire
 from .hub import Hub
 from .rooms import Room, RoomRegistry, room_from_spec
+from .types import Identity
 
 logger = logging.getLogger("dialogue_fastapi")
 
@@ -26,12 +32,14 @@ class ControlHandler:
 
     def __init__(
         self, hub: Hub, registry: RoomRegistry, broker_presence: Any,
-        events: dict[str, EventDefinition],
+        events: dict[str, EventDefinition], hooks: Hooks | None = None,
     ) -> None:
         self._hub = hub
         self._registry = registry
         self._presence = broker_presence
         self._events = events
+        self._hooks = hooks or Hooks()
+        self._hook_runs: set[asyncio.Task[None]] = set()
 
     async def __call__(self, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
@@ -50,6 +58,8 @@ class ControlHandler:
                 self._node_lost(frame)
             elif kind == "room_reset":
                 self._room_reset(frame)
+            elif kind == "connections_lost":
+                self._connections_lost(frame)
             else:
                 logger.warning("unknown control frame %r", kind)
         except Exception:
@@ -95,6 +105,23 @@ class ControlHandler:
             if room is not None and room.config.presence_events:
                 self._presence_notice({"op": "presence_leave", "room": room_id,
                                        "user_id": user_id, "client_id": client_id})
+
+    def _connections_lost(self, frame: dict[str, Any]) -> None:
+        """This node removed a dead node's connections: their ``on_left`` (per room) and
+        ``on_disconnected`` run here, in a task (slow hooks must not delay the heartbeat).
+        The identity is the user id only: its ``meta`` died with the node."""
+        hooks = self._hooks
+        if hooks.on_left is None and hooks.on_disconnected is None:
+            return
+        task = asyncio.create_task(self._run_lost_hooks(frame["left"], frame["gone"]))
+        self._hook_runs.add(task)
+        task.add_done_callback(self._hook_runs.discard)
+
+    async def _run_lost_hooks(self, left: list[list[str]], gone: list[list[str]]) -> None:
+        for room_id, user_id, _client_id in left:
+            await fire("on_left", self._hooks.on_left, Identity(user_id), room_id)
+        for user_id, client_id in gone:
+            await fire("on_disconnected", self._hooks.on_disconnected, Identity(user_id), client_id)
 
     def _room_reset(self, frame: dict[str, Any]) -> None:
         """The broker lost the room's history: members reconnect, resync from a new epoch."""

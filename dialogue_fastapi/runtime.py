@@ -66,7 +66,7 @@ class Runtime:
             self.outbox = OutboxRelay(self.publisher, self.registry, self.store,
                                       interval=config.outbox_interval)
         self.control = ControlHandler(
-            self.hub, self.registry, self.broker.presence, self.admin.events
+            self.hub, self.registry, self.broker.presence, self.admin.events, self.hooks
         )
         limits = config.rate_limit
         self.http_limits = HttpLimits(limits) if limits is not None and limits.http else None

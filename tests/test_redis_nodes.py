@@ -110,6 +110,7 @@ async def test_a_dead_nodes_connections_leave_presence_within_the_ttl() -> None:
             entry = PresenceEntry(f"user{n}", f"dead-{n}")
             await a.presence.connect(entry)
             assert await a.presence.join("lobby", entry, None)
+        await a.presence.connect(PresenceEntry("user9", "dead-roomless"))  # in no room
         survivor = PresenceEntry("bob", "alive-1")
         await b.presence.connect(survivor)
         await b.presence.join("lobby", survivor, 10)
@@ -129,6 +130,11 @@ async def test_a_dead_nodes_connections_leave_presence_within_the_ttl() -> None:
         lost = [f for f in sink_b.controls if f["type"] == "node_lost"]
         assert len(lost) == 1
         assert sorted(lost[0]["left"]) == [["lobby", f"user{n}", f"dead-{n}"] for n in range(3)]
+        # the reaping node alone is told who disconnected, to run their hooks once
+        here = [f for f in sink_b.controls if f["type"] == "connections_lost"]
+        assert len(here) == 1 and sorted(here[0]["left"]) == sorted(lost[0]["left"])
+        assert sorted(here[0]["gone"]) == [*[[f"user{n}", f"dead-{n}"] for n in range(3)],
+                                           ["user9", "dead-roomless"]]
         async with redis_client() as raw:
             assert not await raw.sismember(f"{b.prefix}nodes", a.node_id)
             assert await raw.hget(f"{b.prefix}where", "dead-0") is None

@@ -37,12 +37,12 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
 
-from ..types import EventMessage, Position, PresenceEntry
+from ..types import EventMessage, Position
 from .base import ControlSink, EventSink, Published, StoredRooms
 from .redis_liveness import NodeLiveness
 from .redis_options import split_options
 from .redis_pipeline import ScriptPipeline
-from .redis_presence import RedisPresence
+from .redis_presence import Reaped, RedisPresence
 from .redis_presence_scripts import ROUTE
 from .redis_scripts import DROP, POSITION, PUBLISH, RESTORE, RoomKeys, decode, entries, unpack
 from .redis_subscriber import RedisSubscriber, SubscriberChannels
@@ -123,7 +123,7 @@ class RedisBroker:
         self._publisher.start()
         self._subscriber = RedisSubscriber(self._sub, channels, on_event, self, self._poll)
         self._subscriber.start()
-        self._liveness = NodeLiveness(self._redis, self.presence, self.node_ttl, self._node_left)
+        self._liveness = NodeLiveness(self._redis, self.presence, self.node_ttl, self._node_lost)
         await self._liveness.start()
         try:  # ready when listening; if Redis is down the subscriber keeps trying by itself
             async with asyncio.timeout(self._connect_wait):
@@ -303,10 +303,15 @@ class RedisBroker:
             logger.exception("bad control frame from redis (%s channel)",
                              "node" if direct else "cluster")
 
-    async def _node_left(self, left: list[tuple[str, PresenceEntry]]) -> None:
-        """Connections of a dead node left these rooms: tell every node (presence notices)."""
-        await self.control({"type": "node_lost",
-                            "left": [[room, e.user_id, e.client_id] for room, e in left]})
+    async def _node_lost(self, reaped: Reaped) -> None:
+        """This node removed a dead node's connections: tell every node (presence notices),
+        and run their hooks here, once in the cluster (``connections_lost``, this node only)."""
+        left = [[room, e.user_id, e.client_id] for room, e in reaped.left]
+        if left:
+            await self.control({"type": "node_lost", "left": left})
+        if self._on_control is not None:
+            await self._on_control({"type": "connections_lost", "left": left,
+                                    "gone": [[e.user_id, e.client_id] for e in reaped.gone]})
 
     async def healthy(self) -> bool:
         if self._subscriber is None or not self._subscriber.listening or self._redis is None:

@@ -21,24 +21,23 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from ..background import BackgroundTask
-from ..types import PresenceEntry
 from .redis_presence_scripts import HEARTBEAT
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-    from .redis_presence import RedisPresence
+    from .redis_presence import Reaped, RedisPresence
 
 logger = logging.getLogger("dialogue_fastapi")
-LeftSink = Callable[[list[tuple[str, PresenceEntry]]], Awaitable[None]]
+LostSink = Callable[["Reaped"], Awaitable[None]]
 
 
 class NodeLiveness:
     """The heartbeat and the sweep of one node."""
 
-    def __init__(self, redis: Redis, presence: RedisPresence, ttl: float, on_left: LeftSink) -> None:
+    def __init__(self, redis: Redis, presence: RedisPresence, ttl: float, on_lost: LostSink) -> None:
         self._redis, self._presence, self.ttl = redis, presence, ttl
-        self._on_left = on_left
+        self._on_lost = on_lost
         self._beat = redis.register_script(HEARTBEAT)
         self._registered = False
         self._task = BackgroundTask("dialogue-redis-liveness", self._loop)
@@ -77,9 +76,9 @@ class NodeLiveness:
             logger.warning("leaves or disconnects did not reach redis during an outage; "
                            "rewrote this node's %d connections", count)
         self._registered = True
-        dead, left = await presence.reap()
-        if dead:
+        reaped = await presence.reap()
+        if reaped.dead:
             logger.warning("removed %d connections of %d dead node(s) from presence",
-                           len(left), dead)
-            if left:
-                await self._on_left(left)
+                           len(reaped.gone), reaped.dead)
+            if reaped.gone:
+                await self._on_lost(reaped)

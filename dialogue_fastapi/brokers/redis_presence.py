@@ -12,6 +12,7 @@ was unreachable for longer than the TTL), ``reassert`` writes them back.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..types import PresenceEntry
@@ -21,6 +22,15 @@ from .redis_scripts import RoomKeys, part
 if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
+
+
+@dataclass
+class Reaped:
+    """What one sweep removed: how many dead nodes, who left which room, who disconnected."""
+
+    dead: int
+    left: list[tuple[str, PresenceEntry]] = field(default_factory=list)
+    gone: list[PresenceEntry] = field(default_factory=list)
 
 
 class RedisPresence:
@@ -151,16 +161,18 @@ class RedisPresence:
                 )
         return len(self._local)
 
-    async def reap(self) -> tuple[int, list[tuple[str, PresenceEntry]]]:
-        """Remove the connections of every dead node: (dead nodes, [(room, entry)] that left)."""
+    async def reap(self) -> Reaped:
+        """Remove the connections of every dead node, and say who left which room."""
         found = await self._script("reap")(keys=[self.nodes_key], args=[self._prefix, self.node_id])
-        dead, flat = int(found[0]), found[1:]
-        left = []
+        reaped = Reaped(int(found[0]))
+        flat = found[1:]
         for i in range(0, len(flat) - 2, 3):
-            room = self._room_of(_text(flat[i]))
-            if room is not None:
-                left.append((room, PresenceEntry(_text(flat[i + 1]), _text(flat[i + 2]))))
-        return dead, left
+            key, entry = _text(flat[i]), PresenceEntry(_text(flat[i + 1]), _text(flat[i + 2]))
+            if not key:
+                reaped.gone.append(entry)
+            elif (room := self._room_of(key)) is not None:
+                reaped.left.append((room, entry))
+        return reaped
 
     async def retire(self) -> None:
         """This node stops: remove whatever of its presence is left, and the node itself."""

@@ -69,7 +69,8 @@ return redis.call('SADD', KEYS[1], ARGV[1])
 """
 
 # KEYS: nodes set ; ARGV: prefix, node id to skip (the caller; '' for none)
-# -> flat list: dead node id count, then (room presence key, user, client) triples of who left
+# -> flat list: dead node id count, then (room presence key, user, client) triples of who left,
+#    and ('', user, client) for each connection of a dead node (it disconnected)
 REAP = _KEYS + """
 local prefix = ARGV[1]
 local left, dead = {}, 0
@@ -77,7 +78,10 @@ for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local base = prefix .. 'node:' .. part(node)
   if node ~= ARGV[2] and redis.call('EXISTS', base .. ':alive') == 0 then
     local clients = redis.call('HGETALL', base .. ':clients')
-    for i = 1, #clients, 2 do forget(prefix, clients[i], clients[i + 1], left) end
+    for i = 1, #clients, 2 do
+      forget(prefix, clients[i], clients[i + 1], left)
+      table.insert(left, ''); table.insert(left, clients[i + 1]); table.insert(left, clients[i])
+    end
     redis.call('DEL', base .. ':clients')
     redis.call('SREM', KEYS[1], node)
     dead = dead + 1

@@ -18,6 +18,7 @@ tests under ``/test`` that call the server-side API of *this* node.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -40,6 +41,9 @@ ROUTER_PREFIX = "/dialogue"
 
 # keys this app writes for the tests (under the broker's prefix, so they are cleaned up with it)
 CONNECTIONS_KEY = f"{PREFIX}test:connections"  # hash client_id -> "pid node_id"
+
+
+HOOKS_KEY = f"{PREFIX}test:hooks"  # list of [hook, user, room or client id, pid] as JSON
 
 
 def handled_key(room: str) -> str:
@@ -85,6 +89,19 @@ async def remember_connection(identity: Identity, client_id: str) -> None:
     await _redis().hset(CONNECTIONS_KEY, client_id, f"{os.getpid()} {broker.node_id}")
 
 
+async def record_hook(name: str, identity: Identity, arg: str) -> None:
+    """``on_left`` / ``on_disconnected`` runs, with the process that ran them."""
+    await _redis().rpush(HOOKS_KEY, json.dumps([name, identity.user_id, arg, os.getpid()]))
+
+
+async def record_left(identity: Identity, room_id: str) -> None:
+    await record_hook("on_left", identity, room_id)
+
+
+async def record_disconnected(identity: Identity, client_id: str) -> None:
+    await record_hook("on_disconnected", identity, client_id)
+
+
 def store() -> Any:
     """The event store when the test asks for one (``CLUSTER_DATABASE_URL``), else None."""
     url = os.environ.get("CLUSTER_DATABASE_URL")
@@ -106,7 +123,9 @@ def rate_limit() -> RateLimit | None:
 
 broker = RedisBroker(REDIS_URL, prefix=PREFIX)
 dialogue = Dialogue(rooms=rooms, broker=broker, persistence=store(), authenticate=authenticate,
-                    hooks=Hooks(on_connected=remember_connection), rate_limit=rate_limit())
+                    hooks=Hooks(on_connected=remember_connection, on_left=record_left,
+                                on_disconnected=record_disconnected),
+                    rate_limit=rate_limit())
 
 
 async def count_run(message: EventMessage) -> None:
@@ -161,6 +180,12 @@ async def send_to_user(body: DirectBody) -> dict[str, Any]:
 async def disconnect_user(body: DisconnectBody) -> dict[str, Any]:
     await dialogue.disconnect_user(body.user, body.reason)
     return {"node_id": broker.node_id}
+
+
+@app.get("/test/hooks")
+async def hooks_run() -> dict[str, Any]:
+    """Every recorded ``on_left`` / ``on_disconnected`` run, cluster-wide."""
+    return {"runs": [json.loads(item) for item in await _redis().lrange(HOOKS_KEY, 0, -1)]}
 
 
 @app.get("/test/clients/{user}")

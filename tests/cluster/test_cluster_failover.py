@@ -8,6 +8,7 @@ machine (and anything else using it) is never disturbed.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from collections.abc import AsyncIterator
@@ -129,6 +130,19 @@ async def test_a_killed_nodes_clients_move_to_a_survivor_and_its_presence_is_cle
         assert len(present) == 2 and old_client not in present  # observer + the victim's new one
         clients = (await http.get(f"{b.http_url}/test/clients/victim")).json()["clients"]
         assert len(clients) == 1 and clients[0] != old_client
+
+        # the dead connection's hooks ran once in the cluster, on a survivor (the reaper)
+        async def victim_runs() -> list[list[Any]]:
+            runs = (await http.get(f"{b.http_url}/test/hooks")).json()["runs"]
+            return [r for r in runs if r[1] == "victim"]
+
+        runs = await eventually(victim_runs, lambda r: len(r) >= 2, what="the lost connection's hooks")
+        await asyncio.sleep(NODE_TTL)  # time for a second run, were there one
+        runs = await victim_runs()
+        assert sorted((name, arg) for name, _, arg, _ in runs) == [
+            ("on_disconnected", old_client), ("on_left", room)]
+        assert {pid for *_, pid in runs} <= {a.pid, b.pid}  # a survivor ran them, not c
+        assert len({pid for *_, pid in runs}) == 1
     finally:
         await victim.close()
         await observer.close()
