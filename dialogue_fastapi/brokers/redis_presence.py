@@ -24,6 +24,10 @@ if TYPE_CHECKING:
     from redis.commands.core import AsyncScript
 
 
+#: writes per pipeline when a node writes its presence back
+REASSERT_BATCH = 1000
+
+
 @dataclass
 class Reaped:
     """What one sweep removed: how many dead nodes, who left which room, who disconnected."""
@@ -149,16 +153,20 @@ class RedisPresence:
         if clear:
             await self._script("clear")(keys=[self.nodes_key, self.alive_key],
                                         args=[self._prefix, self.node_id, ""])
+        connect, join = self._script("connect"), self._script("join")
+        pipe = self.redis.pipeline(transaction=False)  # batches: not a round trip per write
+        queued = 0
         for entry, rooms in list(self._local.values()):
-            await self._script("connect")(
-                keys=[self.user_key(entry.user_id), self.where_key, self._clients_key],
-                args=[entry.client_id, entry.user_id, self.node_id],
-            )
+            await connect(keys=[self.user_key(entry.user_id), self.where_key, self._clients_key],
+                          args=[entry.client_id, entry.user_id, self.node_id], client=pipe)
             for room in list(rooms):
-                await self._script("join")(
-                    keys=[self._room(room), self._client(entry.client_id)],
-                    args=[entry.client_id, entry.user_id, -1],
-                )
+                await join(keys=[self._room(room), self._client(entry.client_id)],
+                           args=[entry.client_id, entry.user_id, -1], client=pipe)
+            queued += 1 + len(rooms)
+            if queued >= REASSERT_BATCH:
+                await pipe.execute()
+                queued = 0
+        await pipe.execute()
         return len(self._local)
 
     async def reap(self) -> Reaped:
