@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from . import exit_signal
 from .brokers import Broker, broker_from_config
 from .brokers.base import StoreBacked, StoredRooms
 from .config import DialogueConfig
@@ -109,6 +110,16 @@ class Runtime:
         if self.outbox is not None:
             self.outbox.start()
         self.started = True
+        exit_signal.register(self, self.say_goodbye)  # before uvicorn's own 1012 on SIGTERM
+
+    async def say_goodbye(self) -> None:
+        """The server is about to stop: refuse new connections, close every one with
+        ``disconnect`` + 1001 and wait until their sessions have ended."""
+        self.stopping = True
+        for conn in list(self.hub.connections.values()):
+            conn.close(CloseCode.GOING_AWAY, "server shutting down")
+        if self.sessions:
+            await asyncio.wait(list(self.sessions))
 
     async def _restore(self, writer: WriteBehind) -> None:
         """Continue every stored room's position; bring back runtime rooms."""
@@ -130,6 +141,7 @@ class Runtime:
         if not self.started or self._starts:
             return
         self.stopping = True
+        exit_signal.unregister(self)
         for conn in list(self.hub.connections.values()):
             conn.close(CloseCode.GOING_AWAY, "server shutting down")
         for callback in self.on_stop:

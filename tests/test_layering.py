@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "dialogue_fastapi"
 LAYERS: list[set[str]] = [
     {"errors", "types"},
     {"config_env", "config", "events"},
-    {"brokers.base", "stores.base", "hooks", "origins", "background", "nodelay", "outages",
+    {"brokers.base", "stores.base", "hooks", "origins", "background", "nodelay", "outages", "exit_signal",
      "publish_lane", "sse_cursor"},
     {"brokers.memory", "brokers", "brokers.redis", "brokers.redis_scripts", "brokers.redis_presence",
      "brokers.redis_subscriber", "brokers.redis_presence_scripts", "brokers.redis_liveness",

@@ -1,0 +1,21 @@
+"""The app ``test_exit_signal.py`` runs under the uvicorn command line (``uvicorn signal_app:app``):
+one room, anonymous clients, and each disconnect hook written to ``SIGNAL_APP_LOG``."""
+
+from __future__ import annotations
+
+import os
+
+from fastapi import FastAPI
+
+from dialogue_fastapi import Dialogue, Hooks, Identity, RoomConfig
+
+
+def remember(identity: Identity, client_id: str) -> None:
+    with open(os.environ["SIGNAL_APP_LOG"], "a") as log:
+        log.write(f"disconnected {client_id}\n")
+
+
+dialogue = Dialogue(rooms={"chat": RoomConfig(name="Chat")}, allow_anonymous=True,
+                    hooks=Hooks(on_disconnected=remember))
+app = FastAPI()
+app.include_router(dialogue.router)

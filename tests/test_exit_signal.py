@@ -1,0 +1,79 @@
+"""SIGTERM and Ctrl+C under the uvicorn command line: every client gets ``disconnect`` 1001
+and a 1001 close (not uvicorn's own 1012), the hooks run, and the process exits promptly."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from dialogue_fastapi.testing import WsProbe
+
+TESTS = Path(__file__).resolve().parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def started(port: int, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as http:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise AssertionError(f"uvicorn exited with {proc.returncode}")
+            try:
+                if (await http.get(f"http://127.0.0.1:{port}/ready")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.05)
+    raise AssertionError("uvicorn did not start")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_an_exit_signal_says_goodbye_with_1001_first(tmp_path: Path, sig: signal.Signals) -> None:
+    port, log = free_port(), tmp_path / "hooks.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "signal_app:app", "--app-dir", str(TESTS), "--port", str(port),
+         "--ws", "websockets-sansio", "--log-level", "warning"],
+        env={**os.environ, "SIGNAL_APP_LOG": str(log)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    clients: list[WsProbe] = []
+    try:
+        await started(port, proc)
+        clients = [await WsProbe.open(f"ws://127.0.0.1:{port}/ws") for _ in range(5)]
+        for client in clients:
+            await client.request("join", room="chat")
+        signalled = time.monotonic()
+        proc.send_signal(sig)
+        for client in clients:
+            goodbye = await client.next("disconnect", timeout=5)
+            assert (goodbye["code"], goodbye["reconnect"]) == (1001, True)
+            code, reason = await client.closed(timeout=5)
+            assert code == 1001 and reason == "server shutting down"
+        rc = await asyncio.to_thread(proc.wait, 10)
+        took = time.monotonic() - signalled
+        assert rc in (0, -sig) and took < 5, (rc, took)  # uvicorn re-raises the signal it caught
+        ids = {client.hello["client_id"] for client in clients}
+        assert set(log.read_text().split()[1::2]) == ids  # every on_disconnected ran
+    finally:
+        for client in clients:
+            await client.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        assert proc.stdout is not None
+        with proc.stdout:
+            output = proc.stdout.read().decode(errors="replace")
+    assert "Traceback" not in output, output
