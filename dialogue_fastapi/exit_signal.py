@@ -44,7 +44,7 @@ _draining: set[asyncio.AbstractEventLoop] = set()
 _tasks: set[asyncio.Task[None]] = set()
 
 
-def register(owner: Any, drain: Drain) -> None:
+def say_goodbye_first(owner: Any, drain: Drain) -> None:
     """``owner`` (a Dialogue starting) closes its connections with ``drain`` on an exit signal."""
     _drains[owner] = (asyncio.get_running_loop(), drain)
     if threading.current_thread() is threading.main_thread():
@@ -54,7 +54,7 @@ def register(owner: Any, drain: Drain) -> None:
                 signal.signal(sig, Goodbye(handler))
 
 
-def unregister(owner: Any) -> None:
+def forget_goodbye(owner: Any) -> None:
     _drains.pop(owner, None)
 
 

@@ -6,13 +6,13 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from . import exit_signal
 from .brokers import Broker, broker_from_config
 from .brokers.base import StoreBacked, StoredRooms
 from .config import DialogueConfig
 from .connection import Connection, QueueLimits
 from .control import ControlHandler
 from .errors import CloseCode
+from .exit_signal import forget_goodbye, say_goodbye_first
 from .handlers import HandlerRegistry
 from .history import HistoryReader
 from .hooks import fire
@@ -110,7 +110,7 @@ class Runtime:
         if self.outbox is not None:
             self.outbox.start()
         self.started = True
-        exit_signal.register(self, self.say_goodbye)  # before uvicorn's own 1012 on SIGTERM
+        say_goodbye_first(self, self.say_goodbye)  # before uvicorn's own 1012 on SIGTERM
 
     async def say_goodbye(self) -> None:
         """The server is about to stop: refuse new connections, close every one with
@@ -141,7 +141,7 @@ class Runtime:
         if not self.started or self._starts:
             return
         self.stopping = True
-        exit_signal.unregister(self)
+        forget_goodbye(self)
         for conn in list(self.hub.connections.values()):
             conn.close(CloseCode.GOING_AWAY, "server shutting down")
         for callback in self.on_stop:
