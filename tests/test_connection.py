@@ -65,11 +65,13 @@ async def test_slow_consumer_is_closed_4009_and_the_room_keeps_its_rate(serve, p
         await fast.request("ping")
         # the stalled reader, once it reads: a prefix of the events, then disconnect, then 4009
         frames = await read_until_closed(stalled, timeout=3)
-        assert stalled.close_code == 4009
         # the disconnect frame follows the events, unless the reader stayed stalled longer than
-        # CLOSE_GRACE (a loaded machine): then the writer is cut and only the close is sent
+        # CLOSE_GRACE (a loaded machine): then the writer is cut and only the close is sent;
+        # stalled longer still, uvicorn holds even the close frame back (its send waits for
+        # the socket to drain) and drops the TCP connection: the client sees 1006
         disconnects = [f for f in frames if f.get("op") == "disconnect"]
         assert disconnects in ([], [frames[-1]])
+        assert stalled.close_code == 4009 or (stalled.close_code == 1006 and not disconnects)
         for frame in disconnects:
             assert frame == {"op": "disconnect", "code": 4009, "reason": frame["reason"], "reconnect": True}
         seqs = [f["seq"] for f in frames if f.get("op") == "event"]
