@@ -8,13 +8,14 @@ installed: the first exit signal first closes the connections of every running
 Dialogue on the signalled event loop with ``disconnect`` + 1001 and waits for
 their sessions to end (at most :data:`DRAIN_WAIT` seconds), then hands the
 signal to uvicorn. A second signal goes straight through (Ctrl+C twice still
-forces).
+forces the exit).
 
 The handlers are wrapped, not ``uvicorn.Server.handle_exit``: uvicorn binds
 them before it imports the application (``uvicorn main:app``), so a patched
-class method would come too late. Under other servers (hypercorn, gunicorn's
-worker signals) nothing is wrapped; the lifespan shutdown sends 1001 to what
-is still open.
+class method would come too late. gunicorn's uvicorn-worker runs the same
+uvicorn server, so its SIGTERM is covered too (its SIGQUIT, an immediate stop,
+is not). Under other servers (hypercorn, ...) nothing is wrapped; the lifespan
+shutdown sends 1001 to what is still open.
 """
 
 from __future__ import annotations
@@ -78,8 +79,12 @@ class Goodbye:
         except RuntimeError:
             loop = None
         drains = [drain for lp, drain in list(_drains.values()) if lp is loop]
-        if loop is None or not drains or loop in _draining:
-            self.handler(sig, frame)  # nothing to close here, or a second signal
+        if loop is None or not drains or getattr(self.__self__, "should_exit", False):
+            self.handler(sig, frame)  # nothing to close here, or uvicorn is stopping already
+            return
+        if loop in _draining:  # a second signal: straight to uvicorn, as if the first had gone
+            self.handler(sig, frame)  # the deferred first one
+            self.handler(sig, frame)  # Ctrl+C twice: uvicorn forces the exit
             return
         _draining.add(loop)
         loop.call_soon_threadsafe(_start, loop, drains, lambda: self._hand_over(sig, frame))

@@ -1,8 +1,9 @@
 """The app ``test_exit_signal.py`` runs under the uvicorn command line (``uvicorn signal_app:app``):
-one room, anonymous clients, and each disconnect hook written to ``SIGNAL_APP_LOG``."""
+one room, anonymous clients, each disconnect hook written to ``SIGNAL_APP_LOG``, and a slow route."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 from fastapi import FastAPI
@@ -19,3 +20,10 @@ dialogue = Dialogue(rooms={"chat": RoomConfig(name="Chat")}, allow_anonymous=Tru
                     hooks=Hooks(on_disconnected=remember))
 app = FastAPI()
 app.include_router(dialogue.router)
+
+
+@app.get("/slow")
+async def slow() -> dict[str, bool]:
+    """A request that outlasts any test: uvicorn's graceful shutdown would wait for it."""
+    await asyncio.sleep(60)
+    return {"done": True}

@@ -4,6 +4,7 @@ and a 1001 close (not uvicorn's own 1012), the hooks run, and the process exits 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -41,14 +42,27 @@ async def started(port: int, proc: subprocess.Popen[bytes], timeout: float = 15.
     raise AssertionError("uvicorn did not start")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-async def test_an_exit_signal_says_goodbye_with_1001_first(tmp_path: Path, sig: signal.Signals) -> None:
-    port, log = free_port(), tmp_path / "hooks.log"
-    proc = subprocess.Popen(
+def run_app(port: int, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "signal_app:app", "--app-dir", str(TESTS), "--port", str(port),
          "--ws", "websockets-sansio", "--log-level", "warning"],
         env={**os.environ, "SIGNAL_APP_LOG": str(log)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
+
+
+def output_of(proc: subprocess.Popen[bytes]) -> str:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(5)
+    assert proc.stdout is not None
+    with proc.stdout:
+        return proc.stdout.read().decode(errors="replace")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_an_exit_signal_says_goodbye_with_1001_first(tmp_path: Path, sig: signal.Signals) -> None:
+    port, log = free_port(), tmp_path / "hooks.log"
+    proc = run_app(port, log)
     clients: list[WsProbe] = []
     try:
         await started(port, proc)
@@ -70,10 +84,33 @@ async def test_an_exit_signal_says_goodbye_with_1001_first(tmp_path: Path, sig: 
     finally:
         for client in clients:
             await client.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
-        assert proc.stdout is not None
-        with proc.stdout:
-            output = proc.stdout.read().decode(errors="replace")
+        output = output_of(proc)
     assert "Traceback" not in output, output
+
+
+async def test_ctrl_c_twice_still_forces_the_exit(tmp_path: Path) -> None:
+    """A request in flight holds uvicorn's graceful shutdown; a second Ctrl+C, sent while
+    the clients are being closed, makes uvicorn force the exit at once."""
+    port = free_port()
+    proc = run_app(port, tmp_path / "hooks.log")
+    clients: list[WsProbe] = []
+    try:
+        await started(port, proc)
+        clients = [await WsProbe.open(f"ws://127.0.0.1:{port}/ws") for _ in range(3)]
+        async with httpx.AsyncClient(timeout=30) as http:
+            slow = asyncio.create_task(http.get(f"http://127.0.0.1:{port}/slow"))
+            await asyncio.sleep(0.2)
+            signalled = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            await asyncio.sleep(0.3)  # a person's second Ctrl+C: after the goodbyes went out
+            proc.send_signal(signal.SIGINT)
+            await asyncio.to_thread(proc.wait, 10)
+            took = time.monotonic() - signalled
+            slow.cancel()
+            with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
+                await slow
+        assert took < 5, f"exited {took:.1f}s after Ctrl+C twice"
+    finally:
+        for client in clients:
+            await client.close()
+        output_of(proc)
