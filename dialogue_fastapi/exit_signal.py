@@ -13,8 +13,8 @@ forces the exit).
 The handlers are wrapped, not ``uvicorn.Server.handle_exit``: uvicorn binds
 them before it imports the application (``uvicorn main:app``), so a patched
 class method would come too late. gunicorn's uvicorn-worker runs the same
-uvicorn server, so its SIGTERM is covered too (its SIGQUIT, an immediate stop,
-is not). Under other servers (hypercorn, ...) nothing is wrapped; the lifespan
+uvicorn server, so a SIGTERM to its master is covered too (tested; its SIGQUIT,
+an immediate stop, is not). Under other servers (hypercorn, ...) nothing is wrapped; the lifespan
 shutdown sends 1001 to what is still open.
 """
 

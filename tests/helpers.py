@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+from redis_helpers import IN_CI
 from starlette.requests import HTTPConnection
 
 from dialogue_fastapi import Identity
@@ -70,3 +73,13 @@ async def serve_dialogue(dialogue: Any, port: int = 0) -> LiveServer:
     server = LiveServer(app, "127.0.0.1", port)
     await server.start()
     return server
+
+
+def need_module(name: str, package: str) -> None:
+    """Skip (fail under CI=true) when ``name`` cannot be imported."""
+    if importlib.util.find_spec(name) is not None:
+        return
+    message = f"{package} is not installed (pip install {package})"
+    if IN_CI:
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)

@@ -1,5 +1,6 @@
-"""SIGTERM and Ctrl+C under the uvicorn command line: every client gets ``disconnect`` 1001
-and a 1001 close (not uvicorn's own 1012), the hooks run, and the process exits promptly."""
+"""SIGTERM and Ctrl+C under the uvicorn command line (and SIGTERM to a gunicorn master with a
+uvicorn-worker): every client gets ``disconnect`` 1001 and a 1001 close (not uvicorn's own
+1012), the hooks run, and the process exits promptly; Ctrl+C twice still forces the exit."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from helpers import need_module
 
 from dialogue_fastapi.testing import WsProbe
 
@@ -42,10 +44,17 @@ async def started(port: int, proc: subprocess.Popen[bytes], timeout: float = 15.
     raise AssertionError("uvicorn did not start")
 
 
-def run_app(port: int, log: Path) -> subprocess.Popen[bytes]:
+def run_app(port: int, log: Path, server: str = "uvicorn") -> subprocess.Popen[bytes]:
+    if server == "gunicorn":  # a master and one uvicorn-worker; SIGTERM goes to the master
+        need_module("gunicorn", "gunicorn")
+        need_module("uvicorn_worker", "uvicorn-worker")
+        command = ["gunicorn", "signal_app:app", "--chdir", str(TESTS), "--workers", "1",
+                   "--worker-class", "uvicorn_worker.UvicornWorker", "--bind", f"127.0.0.1:{port}"]
+    else:
+        command = ["uvicorn", "signal_app:app", "--app-dir", str(TESTS), "--port", str(port),
+                   "--ws", "websockets-sansio"]
     return subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "signal_app:app", "--app-dir", str(TESTS), "--port", str(port),
-         "--ws", "websockets-sansio", "--log-level", "warning"],
+        [sys.executable, "-m", *command, "--log-level", "warning"],
         env={**os.environ, "SIGNAL_APP_LOG": str(log)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
 
@@ -59,10 +68,14 @@ def output_of(proc: subprocess.Popen[bytes]) -> str:
         return proc.stdout.read().decode(errors="replace")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-async def test_an_exit_signal_says_goodbye_with_1001_first(tmp_path: Path, sig: signal.Signals) -> None:
+@pytest.mark.parametrize(("server", "sig"), [("uvicorn", signal.SIGTERM), ("uvicorn", signal.SIGINT),
+                                           ("gunicorn", signal.SIGTERM)],
+                         ids=["uvicorn-SIGTERM", "uvicorn-SIGINT", "gunicorn-SIGTERM"])
+async def test_an_exit_signal_says_goodbye_with_1001_first(
+    tmp_path: Path, server: str, sig: signal.Signals,
+) -> None:
     port, log = free_port(), tmp_path / "hooks.log"
-    proc = run_app(port, log)
+    proc = run_app(port, log, server)
     clients: list[WsProbe] = []
     try:
         await started(port, proc)

@@ -7,27 +7,18 @@ cluster app's ``on_connected`` hook records its pid for each client id.
 
 from __future__ import annotations
 
-import importlib.util
 import secrets
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from helpers import need_module
 from nodes import Cluster, NodeProcess, eventually, node_env
-from redis_helpers import IN_CI, REDIS_URL, delete_prefix, need_redis, redis_client
+from redis_helpers import REDIS_URL, delete_prefix, need_redis, redis_client
 
 from dialogue_fastapi.testing import WsProbe
 
 WORKERS = 2
-
-
-def need_module(name: str, package: str) -> None:
-    if importlib.util.find_spec(name) is not None:
-        return
-    message = f"{package} is not installed (pip install {package})"
-    if IN_CI:
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
 
 
 @pytest.fixture(params=["uvicorn", "gunicorn"])
