@@ -1,6 +1,6 @@
 """What one publish-limit check costs with Redis storage, against a bare redis-py call.
 
-    python benchmarks/limiter_check.py [--calls 3000] [--redis-url redis://127.0.0.1:6379/0]
+    python benchmarks/limiter_check.py [--calls 3000] [--redis-url redis://127.0.0.1:6379/14]
 
 In one process and one event loop: ``EventLimiter.check`` with
 ``RateLimit(default="1000000/minute", storage=<redis>)`` (one ``hit``, a Lua
@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aredis
+from cluster import DEFAULT_REDIS_URL, delete_keys
 
 from dialogue_fastapi.config import RateLimit, RoomConfig
 from dialogue_fastapi.rate_limit import EventLimiter, Sender
@@ -46,16 +47,14 @@ async def run(calls: int, url: str) -> None:
         cpu, wall = await per_call(lambda: client.evalsha(sha, 1, key), calls)
         print(f"bare EVALSHA (redis-py):    {cpu:6.1f} us CPU, {wall:6.1f} us wall per call")
     finally:
-        keys = [k async for k in client.scan_iter(match=prefix + "*", count=1000)]
-        if keys:
-            await client.delete(*keys)
         await client.aclose()
+        delete_keys(url, prefix)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--calls", type=int, default=3000)
-    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    p.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
     a = p.parse_args()
     asyncio.run(run(a.calls, a.redis_url))
 

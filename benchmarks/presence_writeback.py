@@ -1,6 +1,6 @@
 """How long a node takes to write its presence back after Redis lost it.
 
-    python benchmarks/presence_writeback.py [--connections 5000] [--redis-url redis://127.0.0.1:6379/0]
+    python benchmarks/presence_writeback.py [--connections 5000] [--redis-url redis://127.0.0.1:6379/14]
 
 One Redis broker (a fresh key prefix, deleted afterwards) registers N connections,
 each in two rooms (one of 50, and one room holding all of them), then times
@@ -17,7 +17,7 @@ import secrets
 import time
 from typing import Any
 
-import redis.asyncio as aredis
+from cluster import DEFAULT_REDIS_URL, delete_keys
 
 from dialogue_fastapi.brokers.redis import RedisBroker
 from dialogue_fastapi.types import PresenceEntry
@@ -45,17 +45,13 @@ async def run(connections: int, url: str) -> None:
               f"room 'all' holds {size:,}")
     finally:
         await broker.stop()
-        client = aredis.Redis.from_url(url)
-        keys = [k async for k in client.scan_iter(match=prefix + "*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
+        delete_keys(url, prefix)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--connections", type=int, default=5000)
-    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    p.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
     a = p.parse_args()
     asyncio.run(run(a.connections, a.redis_url))
 
