@@ -20,6 +20,7 @@ ENV_SETTINGS: dict[str, str] = {
     "DIALOGUE_RECOVERY_WINDOW": "recovery_window",
     "DIALOGUE_DURABLE": "durable",
     "DIALOGUE_WRITE_MAX_PENDING": "write_max_pending",
+    "DIALOGUE_WRITE_INTERVAL": "write_interval",
 }
 
 

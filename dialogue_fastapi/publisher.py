@@ -202,7 +202,7 @@ class Publisher:
         stored = published.message
         not_stored: Unavailable | None = None
         if writer is not None:
-            future = writer.put(stored, durable)
+            future = writer.put(stored, durable, published.epoch)
             if future is not None:
                 try:
                     await writer.wait(future, f"event seq {stored.seq}")

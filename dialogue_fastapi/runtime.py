@@ -94,7 +94,10 @@ class Runtime:
             if self.store is not None:
                 await self.store.start()  # the database must be reachable to start
             if self.writer is not None and isinstance(self.broker, StoreBacked):
-                self.broker.use_store(StoredRooms(self.writer.position_of, self.writer.read_after))
+                # not durable: acknowledged events reach the store within ~write_interval
+                fence = 0.0 if self.config.durable else 2 * self.config.write_interval + 0.25
+                self.broker.use_store(
+                    StoredRooms(self.writer.position_of, self.writer.read_after, fence))
             await self.broker.start(self.hub.deliver, self.control)
             if self.writer is not None:
                 await self._restore(self.writer)

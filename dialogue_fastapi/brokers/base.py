@@ -32,6 +32,7 @@ class Published:
     message: EventMessage
     duplicate: bool = False
     recipients: int | None = None  # known when delivery happened in this call
+    epoch: str | None = None  # the room's epoch the seq belongs to, where the broker says
 
 
 @runtime_checkable
@@ -146,10 +147,15 @@ EventLoader = Callable[[str, int, int], Awaitable[list[EventMessage]]]  # room, 
 
 @dataclass(frozen=True, slots=True)
 class StoredRooms:
-    """What a broker may read from the store: a room's position, and its events after a seq."""
+    """What a broker may read from the store: a room's position, and its events after a seq.
+
+    ``fence``: how long after the broker lost its data (a Redis restart) a stored position
+    may be trusted: long enough for every node's write-behind to store the events it
+    acknowledged before the loss, so that their seqs are not given out again."""
 
     position_of: PositionLoader
     read_after: EventLoader
+    fence: float = 0.0
 
 
 @runtime_checkable

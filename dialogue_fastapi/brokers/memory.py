@@ -109,7 +109,7 @@ class MemoryBroker:
         log = self._log(message.room)
         key = _key(message)
         if key is not None and key in log.keys:
-            return Published(log.keys[key], duplicate=True)
+            return Published(log.keys[key], duplicate=True, epoch=log.epoch)
         log.seq += 1
         message.seq = log.seq
         if not message.ts:
@@ -129,7 +129,7 @@ class MemoryBroker:
         recipients = 0
         if self._on_event is not None and message.room in self._subscribed:
             recipients = self._on_event(message)
-        return Published(message, recipients=recipients)
+        return Published(message, recipients=recipients, epoch=log.epoch)
 
     async def subscribe(self, room: str) -> None:
         self._subscribed.add(room)

@@ -44,7 +44,17 @@ from .redis_options import split_options
 from .redis_pipeline import ScriptPipeline
 from .redis_presence import Reaped, RedisPresence
 from .redis_presence_scripts import ROUTE
-from .redis_scripts import DROP, POSITION, PUBLISH, RESTORE, RoomKeys, decode, entries, unpack
+from .redis_scripts import (
+    DROP,
+    HELD_FOR,
+    POSITION,
+    PUBLISH,
+    RESTORE,
+    RoomKeys,
+    decode,
+    entries,
+    unpack,
+)
 from .redis_subscriber import RedisSubscriber, SubscriberChannels
 
 logger = logging.getLogger("dialogue_fastapi")
@@ -63,6 +73,7 @@ class RedisBroker:
     _restore: AsyncScript
     _drop: AsyncScript
     _route: AsyncScript
+    _held_for: AsyncScript
 
     def __init__(
         self, url: str = "redis://127.0.0.1:6379/0", *, prefix: str | None = None,
@@ -88,6 +99,7 @@ class RedisBroker:
         self._on_event: EventSink | None = None
         self._on_control: ControlSink | None = None
         self._store: StoredRooms | None = None
+        self._restoring: dict[str, asyncio.Future[None]] = {}
         self._publish_ids = itertools.count(1)
 
     def use_store(self, store: StoredRooms | None) -> None:
@@ -113,8 +125,8 @@ class RedisBroker:
         self._sub = self._client(health_check_interval=self._health_interval,
                                  client_name=f"dialogue-sub-{self.node_id}")
         self.presence.bind(self._redis)
-        scripts = (PUBLISH, POSITION, RESTORE, DROP, ROUTE)
-        self._publish, self._position, self._restore, self._drop, self._route = (
+        scripts = (PUBLISH, POSITION, RESTORE, DROP, ROUTE, HELD_FOR)
+        self._publish, self._position, self._restore, self._drop, self._route, self._held_for = (
             self._redis.register_script(s) for s in scripts
         )
         channels = SubscriberChannels(self._control_channel,
@@ -191,12 +203,13 @@ class RedisBroker:
         if int(found[0]) == 2:  # Redis has no epoch for the room: restore it, then publish
             await self._restore_stored(message.room)
             found = await self._publish(keys=keys, args=[*args[:-1], "0"])
-        duplicate, seq, ts, raw = found
+        duplicate, seq, ts, raw, epoch = found
+        epoch = epoch.decode() if isinstance(epoch, bytes) else epoch
         if duplicate and not own:
-            return Published(decode(int(seq), int(ts), raw), duplicate=True)
+            return Published(decode(int(seq), int(ts), raw), duplicate=True, epoch=epoch)
         # (a duplicate of our own key: a retried publish whose first answer was lost)
         message.seq = int(seq)
-        return Published(message)
+        return Published(message, epoch=epoch)
 
     async def position(self, room: str) -> Position:
         keys = RoomKeys(self.prefix, room)
@@ -210,8 +223,29 @@ class RedisBroker:
         return Position(int(seq), epoch.decode())
 
     async def _restore_stored(self, room: str) -> None:
-        """Redis has no epoch for the room: continue from the store's position, if any."""
-        stored = await self._store.position_of(room) if self._store is not None else None
+        """Redis has no epoch for the room: continue from the store's position, if any
+        (one restore per room at a time; concurrent callers wait for it)."""
+        task = self._restoring.get(room)
+        if task is None:
+            task = self._restoring[room] = asyncio.ensure_future(self._restore_from_store(room))
+            task.add_done_callback(lambda _: self._restoring.pop(room, None))
+        await asyncio.shield(task)
+
+    async def _restore_from_store(self, room: str) -> None:
+        store = self._store
+        if store is None:
+            return
+        if store.fence > 0:
+            # Redis has held the cluster's data for less than the fence (it was just started,
+            # or restarted empty): other nodes may still hold events they acknowledged before
+            # in their write-behind queues; let them reach the store first, or their seqs
+            # would be given out again
+            held = await self._held_for(keys=[f"{self.prefix}since"]) / 1000
+            if held < store.fence:
+                logger.info("room %s: redis holds the cluster's data for %.2fs only; reading "
+                            "the store in %.2fs", room, held, store.fence - held)
+                await asyncio.sleep(store.fence - held)
+        stored = await store.position_of(room)
         if stored is not None:
             await self.restore(room, stored)
             logger.info("room %s: position restored from the store (seq %d)", room, stored.seq)

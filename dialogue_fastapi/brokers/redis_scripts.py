@@ -56,7 +56,8 @@ class RoomKeys:
 # KEYS: seq, epoch, stream, idem, hist, history list
 # ARGV: idem field ('' = none), ts, body, window, history, channel, epoch candidate,
 #       '1' if a missing epoch must be restored from the store first
-# -> {duplicate (0/1), seq, ts, body}, or {2} when the room has no epoch and must be restored
+# -> {duplicate (0/1), seq, ts, body, epoch}, or {2} when the room has no epoch and must be
+#    restored
 PUBLISH = """
 if redis.call('EXISTS', KEYS[2]) == 0 then
   if ARGV[8] == '1' then return {2} end
@@ -68,7 +69,7 @@ if ARGV[1] ~= '' then
     local found = redis.call('XRANGE', KEYS[3], old .. '-0', old .. '-0')
     if #found > 0 then
       local f = found[1][2]
-      return {1, tonumber(f[2]), tonumber(f[4]), f[6]}
+      return {1, tonumber(f[2]), tonumber(f[4]), f[6], redis.call('GET', KEYS[2])}
     end
   end
 end
@@ -94,7 +95,7 @@ if history > 0 then
   redis.call('SADD', KEYS[5], KEYS[6])
 end
 redis.call('PUBLISH', ARGV[6], packed)
-return {0, seq, tonumber(ARGV[2]), ARGV[3]}
+return {0, seq, tonumber(ARGV[2]), ARGV[3], redis.call('GET', KEYS[2])}
 """
 
 # KEYS: seq, epoch ; ARGV: epoch candidate, '1' if a missing epoch must be restored first
@@ -119,6 +120,15 @@ if current < target or (current == 0 and redis.call('XLEN', KEYS[3]) == 0) then
   return 1
 end
 return 0
+"""
+
+# KEYS: the cluster's "since" key -> milliseconds since this Redis began holding the
+# cluster's data (the first caller to find the key missing, after a start or a loss, sets it)
+HELD_FOR = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('SET', KEYS[1], now, 'NX')
+return now - tonumber(redis.call('GET', KEYS[1]))
 """
 
 # KEYS: seq, epoch, stream, idem, hist, presence

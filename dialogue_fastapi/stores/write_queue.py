@@ -76,9 +76,15 @@ class WriteQueue:
         """Give back a reservation whose publish did not happen."""
         self._reserved = max(self._reserved - 1, 0)
 
-    def put(self, message: EventMessage, durable: bool) -> asyncio.Future[bool] | None:
-        """Queue a reserved, numbered event; a durable one gets a future set on commit."""
+    def put(
+        self, message: EventMessage, durable: bool, epoch: str | None = None,
+    ) -> asyncio.Future[bool] | None:
+        """Queue a reserved, numbered event; a durable one gets a future set on commit.
+        ``epoch``: the room's epoch the broker gave the seq in (kept, so that writing it
+        never depends on asking the broker later, which may have lost the room)."""
         self.release()
+        if epoch is not None:
+            self._epochs[message.room] = epoch
         future = asyncio.get_running_loop().create_future() if durable else None
         self._append(_Item(message, future), urgent=durable)
         return future

@@ -9,6 +9,7 @@ machine (and anything else using it) is never disturbed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ import httpx
 import pytest
 from nodes import NodeProcess, bearer, eventually, fresh_nodes, node_env, start_all, stop_all
 from pg_helpers import fresh_postgres
+from redis.asyncio import Redis
 from redis_helpers import REDIS_URL, PrivateRedis, need_redis, need_redis_server
 from tcp_proxy import TcpProxy
 
@@ -152,8 +154,12 @@ async def test_a_killed_nodes_clients_move_to_a_survivor_and_its_presence_is_cle
 
 # --- Redis restarted ---------------------------------------------------------------------
 
-@pytest.fixture
-async def restartable(tmp_path: Path) -> AsyncIterator[tuple[PrivateRedis, list[NodeProcess], str]]:
+@contextlib.asynccontextmanager
+async def restartable_cluster(
+    tmp_path: Path, settings: dict[str, str],
+) -> AsyncIterator[tuple[PrivateRedis, list[NodeProcess], str]]:
+    """Nodes A and B on a private redis-server (which can be restarted empty) with their
+    history in a fresh PostgreSQL database; ``settings``: more environment for the nodes."""
     await need_redis()
     need_redis_server()
 
@@ -163,8 +169,7 @@ async def restartable(tmp_path: Path) -> AsyncIterator[tuple[PrivateRedis, list[
     try:
         async with fresh_postgres() as (db_url, table_prefix):
             env = node_env(with_ttl(redis.url), "drestart:", {
-                "CLUSTER_DATABASE_URL": db_url, "CLUSTER_TABLE_PREFIX": table_prefix,
-                "DIALOGUE_DURABLE": "true",  # acknowledged = stored: the test need not wait
+                "CLUSTER_DATABASE_URL": db_url, "CLUSTER_TABLE_PREFIX": table_prefix, **settings,
             })
             nodes = [NodeProcess(f"node{name}", env, tmp_path) for name in "AB"]
             try:
@@ -174,6 +179,13 @@ async def restartable(tmp_path: Path) -> AsyncIterator[tuple[PrivateRedis, list[
                 await stop_all(nodes)  # before their tables are dropped
     finally:
         redis.kill()
+
+
+@pytest.fixture
+async def restartable(tmp_path: Path) -> AsyncIterator[tuple[PrivateRedis, list[NodeProcess], str]]:
+    # acknowledged = stored: the test need not wait for the write-behind
+    async with restartable_cluster(tmp_path, {"DIALOGUE_DURABLE": "true"}) as cluster:
+        yield cluster
 
 
 async def test_after_a_redis_restart_nodes_recover_and_positions_continue_from_the_store(
@@ -232,6 +244,37 @@ async def test_after_a_redis_restart_nodes_recover_and_positions_continue_from_t
     finally:
         await watcher.close()
         await http.aclose()
+
+
+async def test_after_a_redis_restart_events_still_being_written_keep_their_seqs(tmp_path: Path) -> None:
+    """Write-behind (not durable), one write every 2 s: node A acknowledges seq 11, Redis
+    loses everything (FLUSHALL, as an empty restart) before A has stored it, and node B
+    publishes next. B must not continue
+    from the store's seq 10 (that would give 11 out twice): it reads the store again after
+    its fence, once A's write is in, and continues at 12."""
+    async with restartable_cluster(tmp_path, {"DIALOGUE_WRITE_INTERVAL": "2"}) as (redis, nodes, _):
+        a, b = nodes
+        room = "cross"
+        async with httpx.AsyncClient(timeout=20.0) as http:
+            for n in range(1, 11):
+                await publish_ok(http, a, room, n)
+
+            async def stored_seqs() -> list[int]:
+                found = await http.get(f"{a.api_url}/rooms/{room}/history?limit=100",
+                                       headers=bearer("reader"))
+                return [e["seq"] for e in found.json()["events"]]
+
+            await eventually(stored_seqs, lambda s: s == list(range(1, 11)), timeout=10,
+                             what="the first 10 events in the store")
+            assert await publish_ok(http, a, room, 11) == 11  # acknowledged; stored within 2 s
+            async with Redis.from_url(redis.url) as raw:
+                await raw.flushall()  # what an empty restart does to the data, at once
+            got = await publish_ok(http, b, room, 12)
+            assert got == 12, f"seq {got} given out; B's log:\n{b.tail()}\nA's log:\n{a.tail()}"
+            await eventually(stored_seqs, lambda s: s == list(range(1, 13)), timeout=10,
+                             what="12 events in the store")
+            found = await http.get(f"{a.api_url}/rooms/{room}/history?limit=100", headers=bearer("r"))
+            assert [e["data"]["n"] for e in found.json()["events"]] == list(range(1, 13))
 
 
 async def test_after_a_redis_restart_without_persistence_clients_resync_to_a_new_epoch(
