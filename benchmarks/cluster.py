@@ -38,7 +38,6 @@ import asyncio
 import math
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -50,16 +49,27 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import orjson
 from _client import Publisher, Publishers, publisher, publishers, subscribers
-from _cpu import ForeignLoad, wait_for_quiet
+from _cpu import ForeignLoad
 from _phases import latency as latency_phase
 from _phases import percentile, throughput
-from _report import medians, ratio, table
-from _runner import Pinning, figures, noise, rate_for
-from _servers import REPO_DIR, CpuMeter, ServerError, ServerProcess, proc_cpu_seconds, running_server
+from _report import ratio, table
+from _reps import (
+    alternate,
+    counts,
+    fanout_args,
+    fanout_parser,
+    medians_of,
+    quietest,
+    run_all,
+    setup_process,
+    warn_if_changed,
+    write_json,
+)
+from _runner import Pinning, figures, rate_for
+from _servers import REPO_DIR, CpuMeter, ServerProcess, proc_cpu_seconds, running_server
 from _tally import Tallies
-from fanout import DEFAULT_RATES, new_loop, setup_process
+from fanout import DEFAULT_RATES
 from redis import Redis
 
 KINDS = ("memory", "cluster")
@@ -70,35 +80,14 @@ TARGET_THROUGHPUT = 0.6
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    p = fanout_parser(KINDS, DEFAULT_RATES)
     add = p.add_argument
-    add("--quick", action="store_true", help="1 rep, N=100 only, 2 s phases")
-    add("--reps", type=int, default=None, help="repetitions per kind (default 3; --quick 1)")
-    add("--only", choices=KINDS, help="run one kind only")
-    add("--subscribers", default=None, help="comma-separated N (default 100,1000; --quick 100)")
-    add("--rates", default=None, help="latency offered rate per N (default 100=300,1000=20)")
-    add("--duration", type=float, default=None, help="throughput phase seconds (5; --quick 2)")
-    add("--latency-duration", type=float, default=None, help="latency phase seconds (10; --quick 2)")
-    add("--window", type=int, default=16, help="publishes in flight in the throughput phase")
-    add("--max-lag", type=int, default=64, help="max average subscriber backlog (events)")
     add("--publishers", type=int, default=1, help="publishing connections, all on node A (default 1)")
     add("--on-node-a", type=float, default=0.5, help="share of the subscribers on node A (default 0.5)")
     add("--reader", choices=("raw", "websockets"), default="raw", help="subscribers' receive path")
     add("--redis-url", default=DEFAULT_REDIS_URL, help=f"the cluster's Redis (default {DEFAULT_REDIS_URL})")
     add("--no-pin-redis", action="store_true", help="leave redis-server's CPU affinity alone")
-    add("--noise-limit", type=float, default=0.15, help="foreign load (cores) that voids a rep")
-    add("--retries", type=int, default=2, help="reruns of a rep voided by foreign load")
-    add("--json", type=Path, help="write raw runs and medians here")
-    a = p.parse_args(argv)
-    a.reps = a.reps or (1 if a.quick else 3)
-    a.subscribers = [int(x) for x in (a.subscribers or ("100" if a.quick else "100,1000")).split(",")]
-    rates = dict(DEFAULT_RATES)
-    for item in filter(None, (a.rates or "").split(",")):
-        n, r = item.split("=")
-        rates[int(n)] = float(r)
-    a.rates = rates
-    a.duration = a.duration or (2.0 if a.quick else 5.0)
-    a.latency_duration = a.latency_duration or (2.0 if a.quick else 10.0)
+    a = fanout_args(p, argv, DEFAULT_RATES)
     return a
 
 
@@ -305,57 +294,6 @@ async def run_one(
     return out
 
 
-async def run_rep(
-    kind: str, args: argparse.Namespace, pins: Pinning, redis: RedisServer | None
-) -> dict[str, Any] | None:
-    """One repetition; run again (keeping the quietest) while other processes load our cores."""
-    best: dict[str, Any] | None = None
-    for attempt in range(1 + args.retries):
-        if pins.server is not None and pins.client is not None:
-            load = await wait_for_quiet({pins.server, pins.client}, args.noise_limit, max_wait=30)
-            if load >= args.noise_limit:
-                print(f"    cores still {load:.0%} busy with other processes; measuring anyway", flush=True)
-        try:
-            run = await run_one(kind, args, pins, redis)
-        except ServerError:
-            raise
-        except Exception as exc:  # a phase timed out or a connection failed: report, go on
-            print(f"    {kind} repetition failed: {exc!r}", flush=True)
-            return best
-        if best is None or noise(run) < noise(best):
-            best = run
-        if noise(run) <= args.noise_limit:
-            break
-        if attempt < args.retries:
-            print(f"    foreign load {noise(run):.0%} of a core > {args.noise_limit:.0%}: again", flush=True)
-    return best
-
-
-async def main_async(
-    args: argparse.Namespace, pins: Pinning, redis: RedisServer | None
-) -> dict[str, list[dict[str, Any]]]:
-    main_task = asyncio.current_task()
-    assert main_task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
-    kinds = [args.only] if args.only else list(KINDS)
-    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
-    failed: set[str] = set()
-    for rep in range(args.reps):
-        for kind in kinds if rep % 2 == 0 else kinds[::-1]:
-            if kind in failed:
-                continue
-            print(f"rep {rep + 1}/{args.reps} {kind}:", flush=True)
-            t0 = time.monotonic()
-            try:
-                run = await run_rep(kind, args, pins, redis)
-                runs[kind].extend([run] if run is not None else [])
-            except ServerError as exc:
-                print(f"    {kind} did not start, skipped from now on:\n{exc}", flush=True)
-                failed.add(kind)
-            print(f"    ({time.monotonic() - t0:.0f} s)", flush=True)
-    return runs
-
-
 # report --------------------------------------------------------------------------------
 def cpu_split(pins: Pinning, redis: RedisServer | None, args: argparse.Namespace) -> str:
     if pins.server is None or pins.client is None:
@@ -438,43 +376,29 @@ def main(argv: list[str] | None = None) -> int:
     split = cpu_split(pins, redis, args)
     library = library_state()
     print_header(args, split, redis, library)
+    kinds = [args.only] if args.only else list(KINDS)
+
+    async def repetition(kind: str, _rep: int) -> dict[str, Any] | None:
+        return await quietest(kind, lambda _n: run_one(kind, args, pins, redis), args, pins)
+
     try:
-        with asyncio.Runner(loop_factory=new_loop) as runner:
-            runs = runner.run(main_async(args, pins, redis))
-    except (asyncio.CancelledError, KeyboardInterrupt):
-        print("interrupted; servers stopped", file=sys.stderr)
-        return 130
+        runs = run_all(alternate(kinds, args.reps, repetition))
     finally:
         if redis is not None:  # each repetition deletes its keys; this catches an interrupted one
             left = delete_keys(redis.url, redis.prefix)
             if left:
                 print(f"redis: deleted {left} key(s) left under {redis.prefix!r}")
-    public = {
-        k: [{m: v for m, v in r.items() if not m.startswith("_")} for r in rs] for k, rs in runs.items()
-    }
-    med = {k: medians(rs) for k, rs in public.items() if rs}
-    counts = ", ".join(f"{k}: {len(rs)}" for k, rs in runs.items())
+    if runs is None:
+        return 130
+    med = medians_of(runs)
     verdict_text, found = verdicts(med, args.subscribers)
-    print(f"\nmedians over the repetitions ({counts}):\n{table(med, COLUMNS)}\n\n{verdict_text}")
+    print(f"\nmedians over the repetitions ({counts(runs)}):\n{table(med, COLUMNS)}\n\n{verdict_text}")
     print(f"CPU split: {split}")
-    if library_state() != library:  # each server imports the library when it starts
-        print(
-            f"WARNING: dialogue_fastapi changed during the run (now {library_state()}): "
-            "the repetitions did not all measure the same code"
-        )
-    if args.json:
-        report = {
-            "args": vars(args) | {"json": str(args.json)},
-            "cpu_split": split,
-            "library": {"start": library, "end": library_state()},
-            "redis": None if redis is None else vars(redis),
-            "runs": runs,
-            "medians": med,
-            "targets": found,
-        }
-        args.json.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
+    end = library_state()
+    warn_if_changed(library, end)
+    write_json(args.json, args, cpu_split=split, library={"start": library, "end": end},
+               redis=None if redis is None else vars(redis), runs=runs, medians=med, targets=found)
     return 0 if med else 1
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import signal
 import sys
 import time
 from contextlib import suppress
@@ -31,13 +30,12 @@ from typing import Any
 
 import orjson
 from _client import EVENT, ROOM, TEXT, Publisher, close_all, join, mute, open_connection
-from _cpu import ForeignLoad, wait_for_quiet
+from _cpu import ForeignLoad
 from _phases import percentile
-from _report import medians
+from _reps import alternate, counts, medians_of, quietest, run_all, setup_process, text_table, write_json
 from _runner import Pinning
-from _servers import ServerError, running_server
+from _servers import running_server
 from cluster import library_state
-from fanout import new_loop, setup_process
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
@@ -57,6 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--window", type=int, default=0, help="most unanswered publishes (0: no limit, the flood)")
     add("--interval", type=float, default=10.0, help="ms between pings")
     add("--noise-limit", type=float, default=0.15, help="foreign load (cores) reported as noisy")
+    add("--retries", type=int, default=0, help="reruns of a rep with more foreign load than that")
     add("--json", type=Path, help="write raw runs and medians here")
     a = p.parse_args(argv)
     a.reps = a.reps or (1 if a.quick else 3)
@@ -194,26 +193,6 @@ async def run_one(kind: str, args: argparse.Namespace, pins: Pinning) -> dict[st
     return out
 
 
-async def main_async(args: argparse.Namespace, pins: Pinning) -> dict[str, list[dict[str, Any]]]:
-    main_task = asyncio.current_task()
-    assert main_task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
-    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in args.only}
-    for rep in range(args.reps):
-        for kind in args.only if rep % 2 == 0 else args.only[::-1]:
-            label = "no rate limit" if kind == "none" else f"RateLimit(default={args.rate!r})"
-            print(f"rep {rep + 1}/{args.reps} {label}:", flush=True)
-            if pins.server is not None and pins.client is not None:
-                await wait_for_quiet({pins.server, pins.client}, args.noise_limit, max_wait=30)
-            try:
-                runs[kind].append(await run_one(kind, args, pins))
-            except ServerError as exc:
-                print(f"    {kind} did not start:\n{exc}", flush=True)
-            except Exception as exc:
-                print(f"    {kind} repetition failed: {exc!r}", flush=True)
-    return runs
-
-
 ROWS = (
     ("sent", "publishes sent before the flooder was closed / all", "{:,.0f}"),
     ("answered", "publishes answered", "{:,.0f}"),
@@ -238,15 +217,7 @@ def report(med: dict[str, dict[str, float]], args: argparse.Namespace) -> str:
     rows = [("metric", *(heads[k] for k in kinds))]
     for key, label, fmt in ROWS:
         rows.append((label, *(fmt.format(med[k][key]) if key in med[k] else "n/a" for k in kinds)))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = [
-        "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
-        )
-        for r in rows
-    ]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
+    return text_table(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -260,29 +231,22 @@ def main(argv: list[str] | None = None) -> int:
         f"event, no other subscriber); a second connection pings every {args.interval:g} ms",
         flush=True,
     )
-    try:
-        with asyncio.Runner(loop_factory=new_loop) as runner:
-            runs = runner.run(main_async(args, pins))
-    except (asyncio.CancelledError, KeyboardInterrupt):
-        print("interrupted; servers stopped", file=sys.stderr)
-        return 130
-    public = {
-        k: [{m: v for m, v in r.items() if not m.startswith("_")} for r in rs] for k, rs in runs.items()
-    }
-    med = {k: medians(rs) for k, rs in public.items() if rs}
-    print(f"\nmedians over the repetitions ({', '.join(f'{k}: {len(rs)}' for k, rs in runs.items())}):")
-    print(report(med, args))
-    if args.json:
-        out = {
-            "args": vars(args) | {"json": str(args.json)},
-            "cpu_split": split,
-            "library": library,
-            "runs": runs,
-            "medians": med,
-        }
-        args.json.write_bytes(orjson.dumps(out, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
-    return 0 if med else 1
 
+    def title(kind: str) -> str:
+        return "no rate limit" if kind == "none" else f"RateLimit(default={args.rate!r})"
+
+    async def repetition(kind: str, _rep: int) -> dict[str, Any] | None:
+        return await quietest(kind, lambda _n: run_one(kind, args, pins), args, pins,
+                              foreign=lambda run: float(run["foreign_load"]))
+
+    runs = run_all(alternate(args.only, args.reps, repetition, title))
+    if runs is None:
+        return 130
+    med = medians_of(runs)
+    print(f"\nmedians over the repetitions ({counts(runs)}):")
+    print(report(med, args))
+    write_json(args.json, args, cpu_split=split, library=library, runs=runs, medians=med)
+    return 0 if med else 1
 
 if __name__ == "__main__":
     sys.exit(main())

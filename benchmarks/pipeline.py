@@ -27,22 +27,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 import time
 from contextlib import AsyncExitStack, nullcontext
 from pathlib import Path
 from typing import Any
 
-import orjson
 from _client import publishers, subscribers
-from _cpu import ForeignLoad, wait_for_quiet
+from _cpu import ForeignLoad
 from _phases import throughput
-from _report import medians
+from _reps import alternate, counts, medians_of, quietest, run_all, setup_process, text_table, write_json
 from _runner import Pinning
-from _servers import ServerError, ServerProcess, running_server
+from _servers import ServerProcess, running_server
 from cluster import DEFAULT_REDIS_URL, RedisServer, can_pin, delete_keys, find_redis, library_state, pinned
-from fanout import new_loop, setup_process
 
 KINDS = ("none", "middleware", "memory", "redis")  # the default run, each a step on the previous one
 EXTRA = ("moving",)  # on request (--only): the memory limit with the exact, costlier strategy
@@ -149,55 +146,6 @@ async def run_one(
     }
 
 
-async def run_rep(
-    kind: str, rep: int, args: argparse.Namespace, pins: Pinning, redis: RedisServer | None
-) -> dict[str, Any] | None:
-    best: dict[str, Any] | None = None
-    for attempt in range(1 + args.retries):
-        if pins.server is not None and pins.client is not None:
-            await wait_for_quiet({pins.server, pins.client}, args.noise_limit, max_wait=30)
-        try:
-            run = await asyncio.wait_for(
-                run_one(kind, rep * 10 + attempt, args, pins, redis), args.duration + 90
-            )
-        except ServerError:
-            raise
-        except Exception as exc:
-            print(f"    {kind} repetition failed: {exc!r}", flush=True)
-            return best
-        if best is None or run["foreign_load"] < best["foreign_load"]:
-            best = run
-        if run["foreign_load"] <= args.noise_limit:
-            break
-        if attempt < args.retries:
-            print(
-                f"    foreign load {run['foreign_load']:.0%} of a core > {args.noise_limit:.0%}: again",
-                flush=True,
-            )
-    return best
-
-
-async def main_async(
-    args: argparse.Namespace, pins: Pinning, redis: RedisServer | None
-) -> dict[str, list[dict[str, Any]]]:
-    main_task = asyncio.current_task()
-    assert main_task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
-    kinds = [k for k in args.only if k != "redis" or redis is not None]
-    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
-    for rep in range(args.reps):
-        for kind in kinds if rep % 2 == 0 else kinds[::-1]:
-            print(f"rep {rep + 1}/{args.reps} {TITLES[kind]}:", flush=True)
-            try:
-                run = await run_rep(kind, rep, args, pins, redis)
-            except ServerError as exc:
-                print(f"    {kind} did not start:\n{exc}", flush=True)
-                continue
-            if run is not None:
-                runs[kind].append(run)
-    return runs
-
-
 def report(med: dict[str, dict[str, float]]) -> str:
     rows = [("configuration", "acked publishes/s", "server CPU µs/publish", "step overhead µs", "server CPU")]
     for kind in KINDS + EXTRA:
@@ -209,15 +157,7 @@ def report(med: dict[str, dict[str, float]]) -> str:
         step = "" if prev is None else f"{cpu - prev:+.2f} vs {TITLES[PREV[kind]][:3]}"
         util = f"{m['server_util']:.0%}" + (f" (redis {m['redis_util']:.0%})" if kind == "redis" else "")
         rows.append((TITLES[kind], f"{m['publishes_per_s']:,.0f}", f"{cpu:.2f}", step, util))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = [
-        "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
-        )
-        for r in rows
-    ]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
+    return text_table(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -242,33 +182,27 @@ def main(argv: list[str] | None = None) -> int:
         f"one subscriber; rate limit {RATE}",
         flush=True,
     )
+    kinds = [k for k in args.only if k != "redis" or redis is not None]
+
+    async def repetition(kind: str, rep: int) -> dict[str, Any] | None:
+        async def attempt(n: int) -> dict[str, Any]:
+            return await asyncio.wait_for(run_one(kind, rep * 10 + n, args, pins, redis), args.duration + 90)
+
+        return await quietest(kind, attempt, args, pins, foreign=lambda run: float(run["foreign_load"]))
+
     try:
-        with asyncio.Runner(loop_factory=new_loop) as runner:
-            runs = runner.run(main_async(args, pins, redis))
-    except (asyncio.CancelledError, KeyboardInterrupt):
-        print("interrupted; servers stopped", file=sys.stderr)
-        return 130
+        runs = run_all(alternate(kinds, args.reps, repetition, title=TITLES.__getitem__))
     finally:
         if redis is not None:
             delete_keys(redis.url, redis.prefix)
-    public = {
-        k: [{m: v for m, v in r.items() if not m.startswith("_")} for r in rs] for k, rs in runs.items()
-    }
-    med = {k: medians(rs) for k, rs in public.items() if rs}
-    counts = ", ".join(f"{k}: {len(rs)}" for k, rs in runs.items())
-    print(f"\nmedians over the repetitions ({counts}); step overhead = CPU/publish minus the named row's:")
+    if runs is None:
+        return 130
+    med = medians_of(runs)
+    print(f"\nmedians over the repetitions ({counts(runs)}); step overhead = CPU/publish minus the named "
+          "row's:")
     print(report(med))
-    if args.json:
-        out = {
-            "args": vars(args) | {"json": str(args.json)},
-            "cpu_split": split,
-            "library": library,
-            "runs": runs,
-            "medians": med,
-        }
-        args.json.write_bytes(orjson.dumps(out, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
+    write_json(args.json, args, cpu_split=split, library=library, runs=runs, medians=med)
     return 0 if med else 1
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -76,6 +76,20 @@ async def watch(client: DialogueClient, room: str) -> Seen:
     return seen
 
 
+async def first_events(
+    http: httpx.AsyncClient, watcher: DialogueClient, node: NodeProcess, room: str, count: int,
+) -> tuple[Seen, str]:
+    """Connect ``watcher`` to ``room``, publish events 1..count on ``node``, wait until the
+    watcher has them all; its record and the room's epoch."""
+    await watcher.connect()
+    seen = await watch(watcher, room)
+    for n in range(1, count + 1):
+        await publish_ok(http, node, room, n)
+    await eventually(seen.count, lambda k: k == count, what=f"the first {count} events")
+    epoch: str = watcher.room(room).position["epoch"]  # type: ignore[union-attr]
+    return seen, epoch
+
+
 # --- a node killed -----------------------------------------------------------------------
 
 @pytest.fixture
@@ -196,12 +210,7 @@ async def test_after_a_redis_restart_nodes_recover_and_positions_continue_from_t
     http = httpx.AsyncClient(timeout=10.0)
     watcher = DialogueClient(a.ws_url("watcher"), backoff_initial=0.05, backoff_max=0.5)
     try:
-        await watcher.connect()
-        seen = await watch(watcher, room)
-        for n in range(1, 11):
-            await publish_ok(http, b, room, n)
-        await eventually(seen.count, lambda k: k == 10, what="the first 10 events")
-        epoch = watcher.room(room).position["epoch"]  # type: ignore[union-attr]
+        seen, epoch = await first_events(http, watcher, b, room, 10)
 
         redis.kill()
         refused = await publish(http, b, room, 0)
@@ -292,12 +301,7 @@ async def test_after_a_redis_restart_without_persistence_clients_resync_to_a_new
         await start_all(nodes)
         b = nodes[1]
         room = "cross"
-        await watcher.connect()
-        seen = await watch(watcher, room)
-        for n in range(1, 6):
-            await publish_ok(http, b, room, n)
-        await eventually(seen.count, lambda k: k == 5, what="the first 5 events")
-        old_epoch = watcher.room(room).position["epoch"]  # type: ignore[union-attr]
+        seen, old_epoch = await first_events(http, watcher, b, room, 5)
 
         redis.kill()
         await redis.start()  # empty: the room's history and epoch are gone
