@@ -43,12 +43,29 @@ async def read_until_closed(ws, timeout: float = 5.0) -> list[dict[str, Any]]:
     return frames
 
 
+def assert_closed_as_slow(stalled, frames: list[dict[str, Any]], conn: Any) -> None:
+    """The server closed ``conn`` with 4009; what the stalled client saw of it.
+
+    The disconnect frame follows the events, unless the reader stayed stalled longer than
+    CLOSE_GRACE (a loaded machine): then the writer is cut and only the close is sent;
+    stalled longer still, uvicorn holds even the close frame back (its send waits for the
+    socket to drain) and drops the TCP connection: the client sees 1006 and no disconnect.
+    """
+    assert conn.close_code == 4009 and conn.dropped_by_overflow
+    disconnects = [f for f in frames if f.get("op") == "disconnect"]
+    assert disconnects in ([], [frames[-1]])
+    assert stalled.close_code == 4009 or (stalled.close_code == 1006 and not disconnects)
+    for frame in disconnects:
+        assert frame == {"op": "disconnect", "code": 4009, "reason": frame["reason"], "reconnect": True}
+
+
 # --- slow consumers -------------------------------------------------------------------
 
 async def test_slow_consumer_is_closed_4009_and_the_room_keeps_its_rate(serve, probe):
     dialogue = chat(send_queue_max_messages=20)
     srv = await serve(dialogue)
-    stalled, _ = await open_stalled_reader(srv.ws_url("/ws"))
+    stalled, hello = await open_stalled_reader(srv.ws_url("/ws"))
+    conn = dialogue.runtime.hub.connections[hello["client_id"]]
     try:
         assert (await raw_request(stalled, "join", 1, room="chat"))["ok"] is True
         fast = await probe(srv.ws_url("/ws"))
@@ -65,15 +82,7 @@ async def test_slow_consumer_is_closed_4009_and_the_room_keeps_its_rate(serve, p
         await fast.request("ping")
         # the stalled reader, once it reads: a prefix of the events, then disconnect, then 4009
         frames = await read_until_closed(stalled, timeout=3)
-        # the disconnect frame follows the events, unless the reader stayed stalled longer than
-        # CLOSE_GRACE (a loaded machine): then the writer is cut and only the close is sent;
-        # stalled longer still, uvicorn holds even the close frame back (its send waits for
-        # the socket to drain) and drops the TCP connection: the client sees 1006
-        disconnects = [f for f in frames if f.get("op") == "disconnect"]
-        assert disconnects in ([], [frames[-1]])
-        assert stalled.close_code == 4009 or (stalled.close_code == 1006 and not disconnects)
-        for frame in disconnects:
-            assert frame == {"op": "disconnect", "code": 4009, "reason": frame["reason"], "reconnect": True}
+        assert_closed_as_slow(stalled, frames, conn)
         seqs = [f["seq"] for f in frames if f.get("op") == "event"]
         assert seqs == list(range(1, len(seqs) + 1))
         assert len(seqs) < BURST, "the stalled client cannot have been sent everything"
@@ -98,7 +107,7 @@ async def test_slow_consumer_reconnects_and_recovers_what_it_missed(serve, probe
             after_overflow += conn.closed
         assert conn.closed, "the stalled client should have overflowed"
         frames = await read_until_closed(stalled, timeout=3)
-        assert stalled.close_code == 4009
+        assert_closed_as_slow(stalled, frames, conn)
     finally:
         stalled.transport.abort()
     last = max((f["seq"] for f in frames if f.get("op") == "event"), default=0)
@@ -143,7 +152,8 @@ async def test_a_gap_above_max_recovery_is_not_recovered(serve, probe):
 async def test_slow_consumer_queue_byte_bound_also_closes_4009(serve, probe):
     dialogue = chat(send_queue_max_bytes=64 * 1024)
     srv = await serve(dialogue)
-    stalled, _ = await open_stalled_reader(srv.ws_url("/ws"))
+    stalled, hello = await open_stalled_reader(srv.ws_url("/ws"))
+    conn = dialogue.runtime.hub.connections[hello["client_id"]]
     try:
         await raw_request(stalled, "join", 1, room="chat")
         fast = await probe(srv.ws_url("/ws"))
@@ -152,8 +162,8 @@ async def test_slow_consumer_queue_byte_bound_also_closes_4009(serve, probe):
             await dialogue.trigger("chat", "tick", {"i": i, "pad": PAD})
             await asyncio.sleep(0)
         assert [e["seq"] for e in await fast.events(BURST, timeout=2.5)] == list(range(1, BURST + 1))
-        await read_until_closed(stalled, timeout=3)
-        assert stalled.close_code == 4009
+        frames = await read_until_closed(stalled, timeout=3)
+        assert_closed_as_slow(stalled, frames, conn)
     finally:
         stalled.transport.abort()
 

@@ -1022,7 +1022,9 @@ async def test_slow_consumer_is_closed_4009_and_recovers_every_event(serve, clie
     caught_up.set()
     await states.wait("reconnecting")
     await states.wait("connected")
-    assert alice.close_code == 4009
+    # 1006 when the stalled socket could not even take the close frame within the server's
+    # close grace (a loaded machine; see tests/test_connection.py::assert_closed_as_slow)
+    assert alice.close_code in (4009, 1006)
     total += 1
     await dialogue.trigger("feed", "tick", {"i": total})
     await wait_until(lambda: len(seqs) >= total, 5)
