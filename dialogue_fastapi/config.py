@@ -75,6 +75,11 @@ class RateLimit(_Frozen):
     connections: str | None = Field(
         default=None, description="connection attempts per client IP on /ws and /sse, e.g. '30/minute'"
     )
+    auth_failures: str | None = Field(
+        default=None,
+        description="failed authentications per client IP on every route, e.g. '10/minute'; "
+        "over it, the IP is refused before authenticate runs",
+    )
 
     http: dict[str, str] = Field(
         default_factory=dict,
@@ -82,7 +87,7 @@ class RateLimit(_Frozen):
         "presence) or 'default' for each of them, e.g. {'create_room': '5/minute'}",
     )
 
-    @field_validator("default", "connections")
+    @field_validator("default", "connections", "auth_failures")
     @classmethod
     def _limit(cls, value: str | None) -> str | None:
         return None if value is None else _valid_limit(value)

@@ -38,7 +38,7 @@ def _storage_url(url: str) -> tuple[str, dict[str, Any]]:
 
 
 _SCOPES = {"all": "every publish", "room": "this room", "event": "this event",
-           "connect": "connection attempts"}
+           "connect": "connection attempts", "auth": "failed authentications"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +68,14 @@ class Limiter(Protocol):
 
     async def check_connection(self, ip: str | None) -> None:
         """Count one connection attempt; raise ``RateLimited`` when it is over the limit."""
+        ...
+
+    async def check_auth(self, ip: str | None) -> None:
+        """Before authenticating: raise ``RateLimited`` when ``ip`` failed too often."""
+        ...
+
+    async def auth_failed(self, ip: str | None) -> None:
+        """Count one failed authentication of ``ip``."""
         ...
 
 
@@ -149,6 +157,21 @@ class EventLimiter:
         item = self._item(text)
         if not await self._limiter.hit(item, "connect", f"ip:{ip}"):
             await self._refuse("connect", text, item, f"ip:{ip}")
+
+    async def check_auth(self, ip: str | None) -> None:
+        """Refuse ``ip`` (``RATE_LIMITED``) while its failed authentications are over the limit."""
+        text = self.config.auth_failures
+        if text is None or not ip:
+            return
+        item = self._item(text)
+        if not await self._limiter.test(item, "auth", f"ip:{ip}"):
+            await self._refuse("auth", text, item, f"ip:{ip}")
+
+    async def auth_failed(self, ip: str | None) -> None:
+        """Count one failed authentication of ``ip``."""
+        text = self.config.auth_failures
+        if text is not None and ip:
+            await self._limiter.hit(self._item(text), "auth", f"ip:{ip}")
 
     async def _refuse(self, scope: str, text: str, item: RateLimitItem, key: str) -> None:
         stats = await self._limiter.get_window_stats(item, scope, key)

@@ -12,8 +12,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response, WebSocket
 
 from .auth import AuthResult
+from .auth_gate import gate_auth
 from .connection import Connection
-from .errors import CloseCode, RateLimited
+from .errors import CloseCode
 from .nodelay import ensure_nodelay
 from .origins import origin_allowed
 from .publisher import PublishTools
@@ -39,20 +40,16 @@ def build_router(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
             await rt.stop()
 
     router = APIRouter(lifespan=lifespan)
+    # connection attempts and failed authentications per IP, before authenticate runs
+    connect_auth = gate_auth(auth, rt.publish_tools, connection=True)
 
     @router.websocket("/ws")
     async def websocket_endpoint(
-        websocket: WebSocket, auth_result: Annotated[AuthResult, Depends(auth)],
+        websocket: WebSocket, auth_result: Annotated[AuthResult, Depends(connect_auth)],
         tools: Annotated[PublishTools, Depends(rt.publish_tools)],
     ) -> None:
         await websocket.accept()
         ensure_nodelay(getattr(websocket, "_receive", None))  # the server's own ASGI receive
-        peer = websocket.client
-        try:
-            await tools.limiter.check_connection(peer.host if peer else None)
-        except RateLimited as exc:
-            await _refuse(websocket, CloseCode.RATE_LIMIT_VIOLATIONS, exc.message)
-            return
         origin = websocket.headers.get("origin")
         if not origin_allowed(origin, websocket.headers.get("host"), rt.config.allowed_origins):
             await _refuse(websocket, CloseCode.ORIGIN_REFUSED,
@@ -86,8 +83,8 @@ def build_router(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
         return Response(body, media_type="text/javascript; charset=utf-8",
                         headers={"ETag": etag, "Cache-Control": "public, max-age=300"})
 
-    router.include_router(build_rest_routes(rt, auth))
-    router.include_router(build_sse_routes(rt, auth))
+    router.include_router(build_rest_routes(rt, gate_auth(auth, rt.publish_tools, connection=False)))
+    router.include_router(build_sse_routes(rt, connect_auth))
     return router
 
 

@@ -24,7 +24,6 @@ from sse_starlette import EventSourceResponse
 from .auth import AuthResult
 from .connection import Connection, QueuedEvent
 from .errors import BadRequest, CloseCode, EventNotAllowed, Unauthorized, Unavailable
-from .publisher import PublishTools
 from .rest import DialogueRoute, _errors
 from .rooms import Room
 from .runtime import Runtime
@@ -98,15 +97,12 @@ def build_sse_routes(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
     async def sse(
         request: Request,
         auth_result: Annotated[AuthResult, Depends(auth)],
-        tools: Annotated[PublishTools, Depends(rt.publish_tools)],
         room: Annotated[list[str], Query(description="a room to stream (repeat for more)")],
         events: Annotated[str | None, Query(description="only these events: a,b")] = None,
         last_event_id: Annotated[str | None, Query(
             description="the cursor to resume from, for a first request")] = None,
         last_event_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     ) -> EventSourceResponse:
-        peer = request.client
-        await tools.limiter.check_connection(peer.host if peer else None)  # 429
         if auth_result.identity is None:
             raise Unauthorized(auth_result.reason or "missing or invalid credentials")
         if rt.stopping or not rt.started:

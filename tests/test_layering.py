@@ -24,7 +24,7 @@ LAYERS: list[set[str]] = [
      "stores.write_queue", "stores.write_loop", "stores.write_behind"},
     {"hub", "history", "room_admin", "auth", "retention", "room_state", "middleware"},
     {"control", "publisher", "membership"},
-    {"runtime", "outbox"},
+    {"runtime", "outbox", "auth_gate"},
     {"ops", "session", "persistence_api"},
     {"rest"},
     {"sse_stream", "sse"},

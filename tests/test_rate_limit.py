@@ -216,6 +216,12 @@ async def test_a_limiter_of_your_own_through_the_dependency(serve) -> None:
         async def check_connection(self, ip: str | None) -> None:
             return None
 
+        async def check_auth(self, ip: str | None) -> None:
+            return None
+
+        async def auth_failed(self, ip: str | None) -> None:
+            return None
+
     limiter: Limiter = OddOnly()
     dialogue = make(None)  # no RateLimit in the app's config at all
     app = FastAPI()
