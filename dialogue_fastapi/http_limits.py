@@ -9,10 +9,10 @@ answers 429 ``RATE_LIMITED`` with ``retry_after``, ``limit`` and a
 ``Retry-After`` header; an answer within the limits carries slowapi's
 ``X-RateLimit-Limit`` / ``-Remaining`` / ``-Reset`` headers.
 
-slowapi talks to its storage synchronously: with ``redis://`` storage each
-limited request makes two short blocking round trips on the event loop, with
-socket timeouts so that an unreachable Redis answers ``UNAVAILABLE`` instead of
-hanging the loop.
+slowapi talks to its storage synchronously: with ``redis://`` storage the
+check runs in a worker thread, so the event loop serves other requests and
+connections meanwhile; socket timeouts make an unreachable Redis answer
+``UNAVAILABLE`` quickly. With ``memory://`` it runs on the loop (no I/O).
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, ParamSpec, TypeVar, cast
 
+import anyio.to_thread
 from slowapi import Limiter
 from slowapi.errors import RateLimitExceeded
 from starlette.requests import Request
+from starlette.responses import Response
 
 from .config import RateLimit
 from .errors import RateLimited
@@ -51,6 +53,7 @@ class HttpLimits:
         self.config = config
         storage = config.storage.removeprefix("async+")
         remote = storage.startswith(("redis://", "rediss://", "unix://"))
+        self._blocking = remote  # its checks wait on the network: off the event loop
         self.limiter = Limiter(
             key_func=self._key,
             storage_uri=storage,
@@ -79,21 +82,43 @@ class HttpLimits:
         def decorate(endpoint: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
             if text is None:
                 return endpoint
-            limited = self.limiter.shared_limit(text, scope=route)(endpoint)  # one budget per name
+            check = self._check(route, endpoint.__name__, text)
 
             @functools.wraps(endpoint)
             async def checked(*args: P.args, **kwargs: P.kwargs) -> R:
-                try:
-                    result: R = await limited(*args, **kwargs)
-                except RateLimitExceeded:
-                    request = kwargs["request"]
-                    assert isinstance(request, Request)
-                    raise self._refusal(request, text) from None
-                return result
+                request, response = kwargs["request"], kwargs["response"]
+                assert isinstance(request, Request) and isinstance(response, Response)
+                refusal = (await anyio.to_thread.run_sync(check, request, response)
+                           if self._blocking else check(request, response))
+                if refusal is not None:
+                    raise refusal
+                return await endpoint(*args, **kwargs)
 
             return checked
 
         return decorate
+
+    def _check(self, route: str, endpoint: str, text: str
+               ) -> Callable[[Request, Response], RateLimited | None]:
+        """slowapi's check of one endpoint, synchronous: counts the request, sets the
+        X-RateLimit headers on ``response``; the refusal if it is over ``text``."""
+
+        def counted(request: Request, response: Response) -> None:
+            return None
+
+        # slowapi files limits under the function's name: one per endpoint, or the two
+        # endpoints of a route name would each count every request twice
+        counted.__name__ = counted.__qualname__ = f"limit_{route}_{endpoint}"
+        limited = self.limiter.shared_limit(text, scope=route)(counted)  # one budget per name
+
+        def check(request: Request, response: Response) -> RateLimited | None:
+            try:
+                limited(request=request, response=response)
+            except RateLimitExceeded:
+                return self._refusal(request, text)
+            return None
+
+        return check
 
     def _refusal(self, request: Request, text: str) -> RateLimited:
         item, keys = request.state.view_rate_limit  # set by slowapi for the failed limit

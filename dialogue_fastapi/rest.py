@@ -145,9 +145,8 @@ def build_rest_routes(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
 
     @router.delete("/rooms/{room}", status_code=204, responses=_errors(401, 403, 404, 429))
     @limited("delete_room")
-    async def delete_room(room: str, user: User, request: Request) -> Response:
-        await rt.admin.delete(room, by=user)
-        return Response(status_code=204)
+    async def delete_room(room: str, user: User, request: Request, response: Response) -> None:
+        await rt.admin.delete(room, by=user)  # 204, with the limit's headers set on response
 
     @router.get("/rooms/{room}/history", response_model=HistoryPage,
                 responses=_errors(400, 401, 403, 404, 429))

@@ -5,8 +5,11 @@ unreachable storage answering UNAVAILABLE."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
 import socket
+import threading
 import time
 
 import httpx
@@ -172,3 +175,59 @@ async def test_a_hung_storage_fails_fast_for_routes_and_publishes(serve) -> None
     assert answer.status_code == 503 and answer.json()["error"]["code"] == "UNAVAILABLE"
     assert route_took < 3
     assert reply["error"]["code"] == "UNAVAILABLE" and publish_took < 6
+
+
+class SilentRedis:
+    """A TCP server that accepts connections and never answers, in a thread of its own so that
+    it accepts even while the server's event loop is blocked; ``reached`` is set on the first."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.url = f"redis://127.0.0.1:{self.sock.getsockname()[1]}/0"
+        self.reached = threading.Event()
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = self.sock.accept()
+                self.held.append(conn)
+                self.reached.set()
+
+    def close(self) -> None:
+        for conn in [*self.held, self.sock]:
+            conn.close()
+
+
+async def test_a_slow_storage_does_not_hold_the_event_loop(serve) -> None:
+    """While a limited request waits on its Redis, the server answers other requests: the
+    check runs off the event loop (on it, the 503 of the waiting request would come first)."""
+    silent = SilentRedis()
+    try:
+        srv = await serve(make(RateLimit(storage=silent.url, http={"rooms": "5/minute"})))
+        async with client(srv, "lee") as lee:
+            waiting = asyncio.create_task(lee.get("/rooms"))
+            while not silent.reached.is_set():
+                await asyncio.sleep(0.005)
+            assert (await lee.get("/health")).status_code == 200
+            assert not waiting.done(), "the health check waited for the storage's timeout"
+            answer = await waiting
+        assert answer.status_code == 503 and answer.json()["error"]["code"] == "UNAVAILABLE"
+    finally:
+        silent.close()
+
+
+async def test_room_deletion_is_limited_and_carries_the_headers(serve) -> None:
+    srv = await serve(make(RateLimit(http={"delete_room": "1/minute"})))
+    async with client(srv, "max") as mx:
+        rooms = [(await create(mx)).json()["id"] for _ in range(2)]
+        deleted = await mx.delete(f"/rooms/{rooms[0]}")
+        refused = await mx.delete(f"/rooms/{rooms[1]}")
+        still_there = await mx.get(f"/rooms/{rooms[1]}")
+    assert deleted.status_code == 204 and deleted.content == b""
+    assert deleted.headers["X-RateLimit-Remaining"] == "0"
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "RATE_LIMITED"
+    assert still_there.status_code == 200
