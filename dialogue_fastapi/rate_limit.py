@@ -151,27 +151,26 @@ class EventLimiter:
 
     async def check_connection(self, ip: str | None) -> None:
         """Count a connection attempt (``/ws``, ``/sse``) of ``ip``; ``RATE_LIMITED`` if over."""
-        text = self.config.connections
-        if text is None or not ip:
-            return
-        item = self._item(text)
-        if not await self._limiter.hit(item, "connect", f"ip:{ip}"):
-            await self._refuse("connect", text, item, f"ip:{ip}")
+        await self._per_ip(self.config.connections, "connect", ip, count=True)
 
     async def check_auth(self, ip: str | None) -> None:
         """Refuse ``ip`` (``RATE_LIMITED``) while its failed authentications are over the limit."""
-        text = self.config.auth_failures
-        if text is None or not ip:
-            return
-        item = self._item(text)
-        if not await self._limiter.test(item, "auth", f"ip:{ip}"):
-            await self._refuse("auth", text, item, f"ip:{ip}")
+        await self._per_ip(self.config.auth_failures, "auth", ip, count=False)
 
     async def auth_failed(self, ip: str | None) -> None:
         """Count one failed authentication of ``ip``."""
         text = self.config.auth_failures
         if text is not None and ip:
             await self._limiter.hit(self._item(text), "auth", f"ip:{ip}")
+
+    async def _per_ip(self, text: str | None, scope: str, ip: str | None, *, count: bool) -> None:
+        """Refuse ``ip`` if it is over ``text`` in ``scope``; ``count``: this is one more."""
+        if text is None or not ip:
+            return
+        item, key = self._item(text), f"ip:{ip}"
+        allowed = self._limiter.hit if count else self._limiter.test
+        if not await allowed(item, scope, key):
+            await self._refuse(scope, text, item, key)
 
     async def _refuse(self, scope: str, text: str, item: RateLimitItem, key: str) -> None:
         stats = await self._limiter.get_window_stats(item, scope, key)
