@@ -120,6 +120,7 @@ class Connection:
         self.finished = False  # its transport has ended and its cleanup has started
         self.close_code: int | None = None
         self.dropped_by_overflow = False
+        self.reported_gone = False  # another node already ran its leave/disconnect hooks
         self._limits = limits
         self._queue: deque[Queued | _Close] = deque()
         self._event_items = event_items

@@ -5,7 +5,10 @@ notices, direct messages and forced disconnects reach every node. A broker
 may also hand its own node ``node_lost`` (a dead node's connections left
 presence) and ``room_reset`` (the broker lost a room's history), and the node
 that removed a dead node's connections ``connections_lost``: their ``on_left``
-and ``on_disconnected`` hooks run there, once in the cluster.
+and ``on_disconnected`` hooks run there, once in the cluster. A node that was
+reaped while alive (unreachable longer than the TTL) gets
+``connections_evicted``: it closes those connections without running their
+hooks again, and their clients reconnect.
 """
 
 from __future__ import annotations
@@ -60,6 +63,8 @@ class ControlHandler:
                 self._room_reset(frame)
             elif kind == "connections_lost":
                 self._connections_lost(frame)
+            elif kind == "connections_evicted":
+                self._connections_evicted(frame)
             else:
                 logger.warning("unknown control frame %r", kind)
         except Exception:
@@ -122,6 +127,16 @@ class ControlHandler:
             await fire("on_left", self._hooks.on_left, Identity(user_id), room_id)
         for user_id, client_id in gone:
             await fire("on_disconnected", self._hooks.on_disconnected, Identity(user_id), client_id)
+
+    def _connections_evicted(self, frame: dict[str, Any]) -> None:
+        """Another node reaped these connections of this one (it seemed dead) and ran their
+        leave hooks: close them, without those hooks, so they reconnect and join again."""
+        for client_id in frame["clients"]:
+            conn = self._hub.connections.get(client_id)
+            if conn is not None:
+                conn.reported_gone = True
+                conn.close(CloseCode.TRY_AGAIN_LATER,
+                           "this server was cut off from the cluster; reconnect")
 
     def _room_reset(self, frame: dict[str, Any]) -> None:
         """The broker lost the room's history: members reconnect, resync from a new epoch."""

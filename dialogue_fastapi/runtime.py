@@ -175,10 +175,11 @@ class Runtime:
         await fire("on_connected", self.hooks.on_connected, conn.identity, conn.client_id)
 
     async def disconnected(self, conn: Connection) -> None:
-        """Leave every room (with hooks), forget the connection."""
+        """Leave every room (with hooks, unless another node ran them), forget the connection."""
+        notify = not conn.reported_gone
         for room_id in list(conn.rooms):
             try:
-                await self.membership.leave(conn, room_id)
+                await self.membership.leave(conn, room_id, notify=notify)
             except Exception:
                 logger.exception("leaving %s on disconnect failed", room_id)
         self.hub.remove_connection(conn)
@@ -186,4 +187,5 @@ class Runtime:
             await self.broker.presence.disconnect(conn.entry())
         except Exception:
             logger.exception("presence cleanup failed for %s", conn.client_id)
-        await fire("on_disconnected", self.hooks.on_disconnected, conn.identity, conn.client_id)
+        if notify:
+            await fire("on_disconnected", self.hooks.on_disconnected, conn.identity, conn.client_id)

@@ -140,6 +140,40 @@ async def test_a_dead_nodes_connections_leave_presence_within_the_ttl() -> None:
             assert await raw.hget(f"{b.prefix}where", "dead-0") is None
 
 
+async def test_a_node_reaped_while_alive_closes_what_was_reaped_and_writes_back_the_rest() -> None:
+    """A node unreachable longer than the TTL (stopped, cut off) is reaped by a survivor, which
+    runs its connections' hooks. When its heartbeat gets through again it is told which of its
+    connections were reaped: those are closed (not written back: they reconnect and join
+    through max_size and the hooks again); a connection opened since is written back."""
+    async with nodes(2, node_ttl=0.6) as cluster:
+        (a, sink_a), (b, _) = cluster
+        old = PresenceEntry("uma", "was-reaped")
+        await a.presence.connect(old)
+        assert await a.presence.join("lobby", old, 2)
+        liveness = a._liveness  # runtime internals: stop only the heartbeat, as a pause would
+        assert liveness is not None
+        await liveness.stop()
+
+        async def reaped() -> bool:
+            return await b.presence.count("lobby") == 0
+
+        await until(reaped, 5, "the silent node's connection was reaped")
+        newer = PresenceEntry("vic", "since-reap")  # opened after the reap, before the beat
+        await a.presence.connect(newer)
+        assert await a.presence.join("lobby", newer, 2)
+        filler = PresenceEntry("wes", "on-b")  # the room fills up meanwhile
+        await b.presence.connect(filler)
+        assert await b.presence.join("lobby", filler, 2)
+
+        await liveness.tick()  # the heartbeat gets through again
+        evicted = [f for f in sink_a.controls if f["type"] == "connections_evicted"]
+        assert evicted == [{"type": "connections_evicted", "clients": ["was-reaped"]}]
+        members = {m.client_id for m in await b.presence.members("lobby")}
+        assert members == {"on-b", "since-reap"}, "the reaped connection was written back"
+        await liveness.tick()  # told once: the next beat evicts nothing more
+        assert len([f for f in sink_a.controls if f["type"] == "connections_evicted"]) == 1
+
+
 async def test_a_node_that_stops_cleanly_leaves_nothing_behind() -> None:
     async with nodes(2) as cluster:
         (a, _), (b, _) = cluster

@@ -135,7 +135,8 @@ class RedisBroker:
         self._publisher.start()
         self._subscriber = RedisSubscriber(self._sub, channels, on_event, self, self._poll)
         self._subscriber.start()
-        self._liveness = NodeLiveness(self._redis, self.presence, self.node_ttl, self._node_lost)
+        self._liveness = NodeLiveness(self._redis, self.presence, self.node_ttl, self._node_lost,
+                                      self._evicted)
         await self._liveness.start()
         try:  # ready when listening; if Redis is down the subscriber keeps trying by itself
             async with asyncio.timeout(self._connect_wait):
@@ -346,6 +347,12 @@ class RedisBroker:
         if self._on_control is not None:
             await self._on_control({"type": "connections_lost", "left": left,
                                     "gone": [[e.user_id, e.client_id] for e in reaped.gone]})
+
+    async def _evicted(self, client_ids: list[str]) -> None:
+        """A survivor reaped these connections of this (living) node and ran their hooks:
+        they are closed here (``connections_evicted``, this node only) to reconnect."""
+        if self._on_control is not None:
+            await self._on_control({"type": "connections_evicted", "clients": client_ids})
 
     async def healthy(self) -> bool:
         if self._subscriber is None or not self._subscriber.listening or self._redis is None:

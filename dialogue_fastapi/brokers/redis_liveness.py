@@ -6,11 +6,15 @@ connections of every node whose key has expired from every room and user, in
 one script (so exactly one survivor reports each departure). A crashed node's
 connections therefore leave presence within ``ttl + ttl / 3`` seconds.
 
-If the heartbeat finds this node unregistered after it had registered (Redis
-restarted and lost everything, or the node was unreachable for longer than
-the TTL and a survivor reaped it) the node writes its presence back; if a
-leave or a disconnect could not be written during an outage, it rewrites its
-own entries from its in-memory mirror on the next beat that gets through.
+If the heartbeat finds this node unregistered after it had registered, either
+Redis restarted and lost everything (the node writes its presence back), or
+the node was unreachable (stopped, cut off) for longer than the TTL and a
+survivor reaped it: that survivor already told the cluster its connections
+left and ran their hooks, so the node closes those connections (they
+reconnect and join again, through ``max_size`` and the hooks) and writes back
+only the ones opened since. If a leave or a disconnect could not be written
+during an outage, it rewrites its own entries from its in-memory mirror on the
+next beat that gets through.
 """
 
 from __future__ import annotations
@@ -30,14 +34,16 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("dialogue_fastapi")
 LostSink = Callable[["Reaped"], Awaitable[None]]
+EvictedSink = Callable[[list[str]], Awaitable[None]]
 
 
 class NodeLiveness:
     """The heartbeat and the sweep of one node."""
 
-    def __init__(self, redis: Redis, presence: RedisPresence, ttl: float, on_lost: LostSink) -> None:
+    def __init__(self, redis: Redis, presence: RedisPresence, ttl: float, on_lost: LostSink,
+                 on_evicted: EvictedSink) -> None:
         self._redis, self._presence, self.ttl = redis, presence, ttl
-        self._on_lost = on_lost
+        self._on_lost, self._on_evicted = on_lost, on_evicted
         self._beat = redis.register_script(HEARTBEAT)
         self._registered = False
         self._task = BackgroundTask("dialogue-redis-liveness", self._loop)
@@ -65,8 +71,16 @@ class NodeLiveness:
     async def tick(self) -> None:
         """One heartbeat, then one sweep."""
         presence = self._presence
-        added = await self._beat(keys=[presence.nodes_key, presence.alive_key],
-                                 args=[presence.node_id, int(self.ttl * 1000)])
+        beat = await self._beat(keys=[presence.nodes_key, presence.alive_key, presence.reaped_key],
+                                args=[presence.node_id, int(self.ttl * 1000)])
+        added = bool(beat[0])
+        evicted = [c.decode() if isinstance(c, bytes) else str(c) for c in beat[1:]]
+        if evicted:  # only when a survivor reaped this node, which is alive after all
+            logger.warning("this node was unreachable longer than %.0fs and a survivor removed "
+                           "its %d connections; closing them so that they reconnect",
+                           self.ttl, len(evicted))
+            presence.forget_connections(evicted)
+            await self._on_evicted(evicted)
         if added and self._registered:
             count = await presence.reassert()
             logger.warning("this node was missing from redis (restart, or unreachable longer "

@@ -51,6 +51,7 @@ class RedisPresence:
         self._node_base = f"{prefix}node:{part(node_id)}"
         self.alive_key = self._node_base + ":alive"
         self._clients_key = self._node_base + ":clients"
+        self.reaped_key = self._node_base + ":reaped"  # its connections a survivor reaped
 
     def bind(self, redis: Redis | None) -> None:
         """Use this client (None: the broker stopped)."""
@@ -146,6 +147,11 @@ class RedisPresence:
         return sorted(_text(c) for c in clients)
 
     # node liveness -----------------------------------------------------------------------
+    def forget_connections(self, client_ids: list[str]) -> None:
+        """Stop mirroring these connections (a survivor reaped them; they are being closed)."""
+        for client_id in client_ids:
+            self._local.pop(client_id, None)
+
     async def reassert(self, *, clear: bool = False) -> int:
         """Write this node's connections and memberships back (after Redis lost them);
         ``clear`` first removes what Redis holds of this node (some of it is stale)."""

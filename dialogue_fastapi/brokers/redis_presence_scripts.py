@@ -61,11 +61,17 @@ redis.call('HDEL', KEYS[1], ARGV[2])
 return 1
 """
 
-# KEYS: nodes set, alive key ; ARGV: node id, ttl ms -> 1 if the node was not registered
-# (first beat, or Redis lost it / a survivor reaped it: the node re-asserts its presence)
+# KEYS: nodes set, alive key, reaped set ; ARGV: node id, ttl ms
+# -> {1 if the node was not registered (first beat, or Redis lost it, or a survivor reaped it:
+#    the node re-asserts its presence), then the ids of its connections a survivor reaped}
 HEARTBEAT = """
 redis.call('SET', KEYS[2], '1', 'PX', tonumber(ARGV[2]))
-return redis.call('SADD', KEYS[1], ARGV[1])
+local result = {redis.call('SADD', KEYS[1], ARGV[1])}
+if result[1] == 1 then
+  for _, client in ipairs(redis.call('SMEMBERS', KEYS[3])) do table.insert(result, client) end
+  redis.call('DEL', KEYS[3])
+end
+return result
 """
 
 # KEYS: nodes set ; ARGV: prefix, node id to skip (the caller; '' for none)
@@ -81,7 +87,10 @@ for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     for i = 1, #clients, 2 do
       forget(prefix, clients[i], clients[i + 1], left)
       table.insert(left, ''); table.insert(left, clients[i + 1]); table.insert(left, clients[i])
+      -- if the node was only unreachable, its heartbeat finds these and closes them
+      redis.call('SADD', base .. ':reaped', clients[i])
     end
+    if #clients > 0 then redis.call('EXPIRE', base .. ':reaped', 86400) end
     redis.call('DEL', base .. ':clients')
     redis.call('SREM', KEYS[1], node)
     dead = dead + 1

@@ -210,6 +210,17 @@ class NodeProcess:
             await self.wait_exit(timeout)
         return await self.kill()
 
+    def pause(self) -> None:
+        """SIGSTOP to the node's process group: alive but silent (a frozen VM, a long stall)."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        assert self.proc is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGCONT)
+
     async def kill(self) -> int | None:
         """SIGKILL to the node and every process of its group (nothing runs its cleanup).
 

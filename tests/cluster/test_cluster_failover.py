@@ -166,6 +166,56 @@ async def test_a_killed_nodes_clients_move_to_a_survivor_and_its_presence_is_cle
         await proxy.cut()
 
 
+async def test_a_node_paused_longer_than_the_ttl_closes_the_connections_it_lost(
+    three_nodes: list[NodeProcess],
+) -> None:
+    """C stops (SIGSTOP) for longer than the node TTL: a survivor reaps its connection and runs
+    its hooks. When C resumes it must not write that connection back as if nothing happened:
+    it closes it (1013), the client reconnects, joins again and recovers what it missed."""
+    a, b, c = three_nodes
+    room = "lobby"  # presence_events=True
+    http = httpx.AsyncClient(timeout=10.0)
+    observer = await WsProbe.open(a.ws_url("observer"))
+    sleeper = DialogueClient(c.ws_url(), token="sleeper", backoff_initial=0.05, backoff_max=0.5)
+    try:
+        await observer.request("join", room=room)
+        seen, _ = await first_events(http, sleeper, b, room, 5)
+        old_client = (await observer.next("presence_join"))["client_id"]
+        c.pause()
+        try:
+            leave = await observer.next("presence_leave", timeout=NODE_TTL * 2 + 3)
+            assert (leave["user_id"], leave["client_id"]) == ("sleeper", old_client)
+            for n in range(6, 11):  # published while C is silent
+                await publish_ok(http, b, room, n)
+        finally:
+            c.resume()
+        rejoin = await observer.next("presence_join", timeout=NODE_TTL * 2 + 5)
+        assert rejoin["user_id"] == "sleeper" and rejoin["client_id"] != old_client
+        assert sleeper.close_code == 1013
+        await eventually(seen.count, lambda k: k >= 10, what="the sleeper recovered 6..10")
+        assert seen.seqs == list(range(1, 11)) and seen.resets == 0
+
+        async def members() -> list[str]:
+            found = await http.get(f"{a.api_url}/rooms/{room}/presence", headers=bearer("x"))
+            return sorted(u["client_id"] for u in found.json()["users"])
+
+        present = await members()
+        assert old_client not in present and rejoin["client_id"] in present and len(present) == 2
+        # the old connection's hooks ran once in the cluster, by the reaper, not again by C
+        await asyncio.sleep(NODE_TTL)
+        runs = (await http.get(f"{b.http_url}/test/hooks")).json()["runs"]
+        old_runs = [(name, arg, pid) for name, user, arg, pid in runs
+                    if user == "sleeper" and (arg == old_client or name == "on_left")]
+        assert sorted((name, arg) for name, arg, _ in old_runs) == [
+            ("on_disconnected", old_client), ("on_left", room)]
+        assert {pid for *_, pid in old_runs} <= {a.pid, b.pid}
+    finally:
+        c.resume()
+        await sleeper.close()
+        await observer.close()
+        await http.aclose()
+
+
 # --- Redis restarted ---------------------------------------------------------------------
 
 @contextlib.asynccontextmanager
