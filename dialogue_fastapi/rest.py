@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
 
 from .auth import AuthResult
 from .errors import (
@@ -15,6 +16,8 @@ from .errors import (
     DialogueError,
     Forbidden,
     InternalError,
+    PayloadTooLarge,
+    RateLimited,
     Reject,
     Unauthorized,
     Unavailable,
@@ -48,6 +51,22 @@ def error_response(error: DialogueError) -> JSONResponse:
     return JSONResponse({"error": error.to_dict()}, status_code=error.status, headers=headers)
 
 
+#: the protocol's error for an HTTPException of each status; other 4xx are BAD_REQUEST
+_HTTP_ERRORS: dict[int, type[DialogueError]] = {
+    400: BadRequest, 401: Unauthorized, 403: Forbidden, 413: PayloadTooLarge,
+    429: RateLimited, 503: Unavailable,
+}
+
+
+def http_error_response(exc: HTTPException) -> JSONResponse:
+    """An ``HTTPException`` in the protocol's shape, with its status and headers kept."""
+    status = exc.status_code
+    error_class = _HTTP_ERRORS.get(status) or (BadRequest if status < 500 else InternalError)
+    message = exc.detail if isinstance(exc.detail, str) else "request refused"
+    body = {"error": {"code": error_class.code, "message": message}}
+    return JSONResponse(body, status_code=status, headers=exc.headers)
+
+
 class DialogueRoute(APIRoute):
     """Answers every error with the protocol's body: ``{"error": {"code", "message"}}``."""
 
@@ -65,6 +84,8 @@ class DialogueRoute(APIRoute):
                     f"{where}: {errors[0]['msg'] if errors else 'invalid'}", details=errors))
             except DialogueError as exc:
                 return error_response(exc)
+            except HTTPException as exc:  # FastAPI's own (a body that is not JSON), a dependency's
+                return http_error_response(exc)
             except Exception as exc:
                 if is_outage(exc):
                     logger.warning("%s %s: backend unavailable (%s: %s)", request.method,

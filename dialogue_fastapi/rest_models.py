@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from .config import ROOM_ID_PATTERN
+
 
 class ErrorObject(BaseModel):
     code: str = Field(examples=["ROOM_NOT_FOUND"])
@@ -44,7 +46,10 @@ class RoomList(BaseModel):
 
 
 class CreateRoomBody(BaseModel):
-    room: str = Field(min_length=1, max_length=1024)
+    # the pattern is documented for clients; the route checks it itself, with a message
+    # that names the characters (and the configured max_room_id_length)
+    room: str = Field(min_length=1, max_length=1024,
+                      json_schema_extra={"pattern": ROOM_ID_PATTERN.pattern})
     name: str = Field(min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=2000)
     max_size: int | None = Field(default=None, ge=1)

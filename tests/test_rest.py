@@ -7,7 +7,7 @@ No ``from __future__ import annotations`` here: the user route below names a loc
 from typing import Annotated, Any
 
 import pytest
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Header, HTTPException
 from net_helpers import bearer, http
 from pydantic import BaseModel, Field
 from starlette.requests import HTTPConnection
@@ -314,6 +314,38 @@ async def test_post_event_malformed_body_is_400_bad_request(serve, content):
     assert isinstance(error.get("details"), list) and error["details"]
 
 
+async def test_a_body_that_is_not_utf8_is_400_bad_request(serve):
+    _, srv = await start(serve)
+    async with http(srv, headers=ALICE) as client:
+        for path in ("/rooms", "/rooms/chat/events"):
+            response = await client.post(path, content=b"\xa8\x01",
+                                         headers={"content-type": "application/json"})
+            error = assert_error(response, 400, "BAD_REQUEST")
+            assert "parsing the body" in error["message"]
+
+
+async def test_an_http_exception_of_a_dependency_keeps_its_status_in_the_protocols_shape(serve):
+    def api_key(x_api_key: Annotated[str | None, Header()] = None) -> str:
+        if x_api_key == "gone":
+            raise HTTPException(410, "that key was withdrawn")
+        if x_api_key != "sesame":
+            raise HTTPException(403, "bad api key", headers={"X-Why": "key"})
+        return x_api_key
+
+    async def authenticate(key: Annotated[str, Depends(api_key)]) -> Identity:
+        return Identity("keyholder")
+
+    srv = await serve(Dialogue(rooms={"open": RoomConfig(name="Open")}, authenticate=authenticate))
+    async with http(srv) as client:
+        refused = await client.get("/rooms", headers={"X-Api-Key": "guess"})
+        withdrawn = await client.get("/rooms", headers={"X-Api-Key": "gone"})
+        allowed = await client.get("/rooms", headers={"X-Api-Key": "sesame"})
+    error = assert_error(refused, 403, "FORBIDDEN")
+    assert error["message"] == "bad api key" and refused.headers["X-Why"] == "key"
+    assert assert_error(withdrawn, 410, "BAD_REQUEST")["message"] == "that key was withdrawn"
+    assert allowed.status_code == 200
+
+
 async def test_post_event_to_unknown_room_is_404(serve):
     _, srv = await start(serve)
     async with http(srv, headers=ALICE) as client:
@@ -460,6 +492,8 @@ async def test_openapi_documents_request_bodies(serve):
     post_event = schema["paths"]["/dialogue/rooms/{room}/events"]["post"]["requestBody"]
     assert schema_ref(post_room) == "CreateRoomBody"
     assert schema_ref(post_event) == "PublishBody"
+    room = schema["components"]["schemas"]["CreateRoomBody"]["properties"]["room"]
+    assert room["pattern"] == "^[A-Za-z0-9_.:@\\-]+$"  # what the route accepts, for clients
 
 
 async def test_openapi_documents_no_error_the_routes_never_send(serve):
