@@ -18,7 +18,8 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from starlette.requests import HTTPConnection
 
-from dialogue_fastapi import Dialogue, Identity, Reject, RoomConfig, define_event
+from dialogue_fastapi import Dialogue, Identity, RateLimit, Reject, RoomConfig, define_event
+from dialogue_fastapi.middleware import content_filter
 
 STATIC = Path(__file__).parent / "static"
 
@@ -53,6 +54,13 @@ dialogue = Dialogue(
     events=[message, typing],
     authenticate=authenticate,
     persistence="sqlite+aiosqlite:///chat.db",  # history survives restarts
+    # per user: at most 10 messages in 10 seconds and 2 typing notices a second
+    # (over it, the page shows RATE_LIMITED); per client IP: connection attempts
+    # and failed sign-ins
+    rate_limit=RateLimit(events={"message": "10 per 10 seconds", "typing": "2/second"},
+                         connections="60/minute", auth_failures="30/minute",
+                         strategy="moving-window"),  # exact, and cheap for limits this small
+    middleware=[content_filter(["spam"], mode="replace")],  # "spam" arrives as "***"
 )
 
 app = FastAPI(title="dialogue-fastapi chat demo")

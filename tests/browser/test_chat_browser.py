@@ -222,6 +222,26 @@ async def test_invalid_message_shows_validation_error(open_page) -> None:
     await expect(error).to_be_hidden()
 
 
+async def test_blocked_words_are_masked_and_a_flood_is_rate_limited(open_page) -> None:
+    alice = await open_page("alice")
+    bob = await open_page("bob")
+    await send(alice, "no Spam here")
+    for page in (alice, bob):  # the content filter masked it on the server
+        await expect(texts(page)).to_have_text(["no *** here"])
+    for n in range(2, 11):  # the rest of alice's 10 messages in 10 seconds
+        await send(alice, f"message {n}")
+        await expect(texts(alice)).to_have_count(n)
+    error = alice.locator("#error")
+    await expect(error).to_be_hidden()
+    await send(alice, "one too many")
+    await expect(error).to_have_attribute("data-code", "RATE_LIMITED")
+    await expect(error).to_contain_text("10 per 10 second")
+    await expect(alice.locator("#message-input")).to_have_value("one too many")  # kept to resend
+    await send(bob, "bob has a budget of his own")
+    await expect(texts(bob)).to_have_count(11)
+    await expect(texts(bob).last).to_have_text("bob has a budget of his own")
+
+
 async def test_rooms_created_and_deleted_at_runtime(open_page) -> None:
     alice = await open_page("alice")
     bob = await open_page("bob")
