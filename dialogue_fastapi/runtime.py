@@ -118,11 +118,15 @@ class Runtime:
     async def say_goodbye(self) -> None:
         """The server is about to stop: refuse new connections, close every one with
         ``disconnect`` + 1001 and wait until their sessions have ended."""
+        self._close_all()
+        if self.sessions:
+            await asyncio.wait(list(self.sessions))
+
+    def _close_all(self) -> None:
+        """Refuse new connections; ``disconnect`` + 1001 to every open one."""
         self.stopping = True
         for conn in list(self.hub.connections.values()):
             conn.close(CloseCode.GOING_AWAY, "server shutting down")
-        if self.sessions:
-            await asyncio.wait(list(self.sessions))
 
     async def _restore(self, writer: WriteBehind) -> None:
         """Continue every stored room's position; bring back runtime rooms."""
@@ -143,10 +147,8 @@ class Runtime:
         self._starts = max(self._starts - 1, 0)
         if not self.started or self._starts:
             return
-        self.stopping = True
         forget_goodbye(self)
-        for conn in list(self.hub.connections.values()):
-            conn.close(CloseCode.GOING_AWAY, "server shutting down")
+        self._close_all()
         for callback in self.on_stop:
             await callback()
         if self.sessions:

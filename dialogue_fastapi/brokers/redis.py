@@ -53,6 +53,7 @@ from .redis_scripts import (
     RoomKeys,
     decode,
     entries,
+    text,
     unpack,
 )
 from .redis_subscriber import RedisSubscriber, SubscriberChannels
@@ -205,12 +206,11 @@ class RedisBroker:
             await self._restore_stored(message.room)
             found = await self._publish(keys=keys, args=[*args[:-1], "0"])
         duplicate, seq, ts, raw, epoch = found
-        epoch = epoch.decode() if isinstance(epoch, bytes) else epoch
         if duplicate and not own:
-            return Published(decode(int(seq), int(ts), raw), duplicate=True, epoch=epoch)
+            return Published(decode(int(seq), int(ts), raw), duplicate=True, epoch=text(epoch))
         # (a duplicate of our own key: a retried publish whose first answer was lost)
         message.seq = int(seq)
-        return Published(message, epoch=epoch)
+        return Published(message, epoch=text(epoch))
 
     async def position(self, room: str) -> Position:
         keys = RoomKeys(self.prefix, room)

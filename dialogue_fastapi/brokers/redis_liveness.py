@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from ..background import BackgroundTask
 from .redis_presence_scripts import HEARTBEAT
+from .redis_scripts import text
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -74,7 +75,7 @@ class NodeLiveness:
         beat = await self._beat(keys=[presence.nodes_key, presence.alive_key, presence.reaped_key],
                                 args=[presence.node_id, int(self.ttl * 1000)])
         added = bool(beat[0])
-        evicted = [c.decode() if isinstance(c, bytes) else str(c) for c in beat[1:]]
+        evicted = [text(c) for c in beat[1:]]
         if evicted:  # only when a survivor reaped this node, which is alive after all
             logger.warning("this node was unreachable longer than %.0fs and a survivor removed "
                            "its %d connections; closing them so that they reconnect",

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..types import PresenceEntry
 from .redis_presence_scripts import CLEAR_NODE, CONNECT, DISCONNECT, JOIN, REAP
-from .redis_scripts import RoomKeys, part
+from .redis_scripts import RoomKeys, part, text
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -117,7 +117,7 @@ class RedisPresence:
 
     async def members(self, room: str) -> list[PresenceEntry]:
         raw = await self.redis.hgetall(self._room(room))
-        entries = [PresenceEntry(_text(user), _text(client)) for client, user in raw.items()]
+        entries = [PresenceEntry(text(user), text(client)) for client, user in raw.items()]
         entries.sort(key=lambda e: e.client_id)
         return entries
 
@@ -144,7 +144,7 @@ class RedisPresence:
 
     async def clients_of(self, user_id: str) -> list[str]:
         clients = await self.redis.smembers(self.user_key(user_id))
-        return sorted(_text(c) for c in clients)
+        return sorted(text(c) for c in clients)
 
     # node liveness -----------------------------------------------------------------------
     def forget_connections(self, client_ids: list[str]) -> None:
@@ -181,7 +181,7 @@ class RedisPresence:
         reaped = Reaped(int(found[0]))
         flat = found[1:]
         for i in range(0, len(flat) - 2, 3):
-            key, entry = _text(flat[i]), PresenceEntry(_text(flat[i + 1]), _text(flat[i + 2]))
+            key, entry = text(flat[i]), PresenceEntry(text(flat[i + 1]), text(flat[i + 2]))
             if not key:
                 reaped.gone.append(entry)
             elif (room := self._room_of(key)) is not None:
@@ -203,6 +203,3 @@ class RedisPresence:
         size, _, name = body.partition(":")
         return name if size.isdigit() and len(name.encode()) == int(size) else None
 
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

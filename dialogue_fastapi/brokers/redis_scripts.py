@@ -29,6 +29,11 @@ import orjson
 from ..types import EventMessage
 
 
+def text(value: bytes | str) -> str:
+    """A Redis reply as text (the clients are created without ``decode_responses``)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def part(name: str) -> str:
     """A length-prefixed key part; the length is in bytes, as Lua's ``#`` counts."""
     return f"{len(name.encode())}:{name}"
