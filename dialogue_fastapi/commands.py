@@ -82,3 +82,20 @@ def parse(model: type[_Command], frame: dict[str, Any]) -> Any:
         raise BadRequest(
             f"'{frame.get('op')}': field '{field}': {first['msg']}", details=details
         ) from None
+
+
+#: The operation table: every WebSocket op, its command model and what it does. The
+#: WebSocket dispatcher, the AsyncAPI document and the docs are built from it.
+OPERATIONS: dict[str, tuple[type[_Command], str]] = {
+    "join": (JoinCommand, "Join a room; the reply comes before any live event of the room"),
+    "leave": (RoomCommand, "Leave a room"),
+    "subscribe": (SubscribeCommand, "Add events to this connection's subscriptions in a room"),
+    "unsubscribe": (UnsubscribeCommand, "Remove events from this connection's subscriptions"),
+    "publish": (PublishCommand, "Publish an event to a room"),
+    "history": (HistoryCommand, "Read a page of a room's history"),
+    "presence": (RoomCommand, "Who is in a room"),
+    "rooms": (EmptyCommand, "The rooms this server has"),
+    "create_room": (CreateRoomCommand, "Create a room at runtime"),
+    "delete_room": (RoomCommand, "Delete a runtime room (its creator only)"),
+    "ping": (EmptyCommand, "Keep-alive; answers {}"),
+}
