@@ -25,15 +25,12 @@ from starlette.websockets import WebSocket
 from .auth import AuthResult
 from .errors import CloseCode, RateLimited, Unavailable
 from .outages import is_outage
+from .peers import client_ip
 from .publisher import PublishTools
 
 logger = logging.getLogger("dialogue_fastapi")
 
 UNAVAILABLE_REASON = "a backend is unavailable; retry later"
-
-
-def _ip(conn: HTTPConnection) -> str | None:
-    return conn.client.host if conn.client else None
 
 
 async def _refuse_websocket(websocket: WebSocket, code: int, reason: str) -> WebSocketException:
@@ -50,7 +47,7 @@ def gate_auth(
     async def gate(
         conn: HTTPConnection, tools: Annotated[PublishTools, Depends(publish_tools)],
     ) -> PublishTools:
-        ip = _ip(conn)
+        ip = client_ip(conn)
         try:
             if connection:
                 await tools.limiter.check_connection(ip)
@@ -77,12 +74,12 @@ def gate_auth(
     ) -> AuthResult:
         if result.identity is None:
             try:
-                await tools.limiter.auth_failed(_ip(conn))
+                await tools.limiter.auth_failed(client_ip(conn))
             except Exception as exc:  # the request is refused anyway; only the count is lost
                 if not is_outage(exc):
                     raise
                 logger.warning("cannot count a failed authentication of %s (%s: %s)",
-                               _ip(conn), type(exc).__name__, exc)
+                               client_ip(conn), type(exc).__name__, exc)
         return result
 
     return gated

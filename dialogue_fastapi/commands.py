@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import BadRequest
+from .rules import MAX_INT64
 
 EventList = list[str] | Literal["*"]
 
@@ -16,7 +17,7 @@ class _Command(BaseModel):
 
 
 class Since(_Command):
-    seq: int = Field(ge=0)
+    seq: int = Field(ge=0, le=MAX_INT64)
     epoch: str = Field(max_length=128)
 
 
@@ -48,11 +49,11 @@ class PublishCommand(RoomCommand):
 class HistoryCommand(RoomCommand):
     event: str | None = None
     limit: int = Field(default=50, ge=1, le=1000)
-    before: int | None = Field(default=None, ge=0)
-    after: int | None = Field(default=None, ge=0)
+    before: int | None = Field(default=None, ge=0, le=MAX_INT64)
+    after: int | None = Field(default=None, ge=0, le=MAX_INT64)
     sender: str | None = Field(default=None, max_length=256)
-    since_ts: int | None = Field(default=None, ge=0)
-    until_ts: int | None = Field(default=None, ge=0)
+    since_ts: int | None = Field(default=None, ge=0, le=MAX_INT64)
+    until_ts: int | None = Field(default=None, ge=0, le=MAX_INT64)
 
 
 class CreateRoomCommand(RoomCommand):

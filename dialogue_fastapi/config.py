@@ -13,9 +13,9 @@ from .config_env import ENV_SETTINGS as ENV_SETTINGS
 from .config_env import env_overrides as env_overrides
 from .config_env import resolve_room_events as resolve_room_events
 from .events import EventDefinition
+from .rules import ROOM_ID_PATTERN as ROOM_ID_PATTERN
 
 Channel = Literal["websocket", "sse", "webpush"]
-ROOM_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:@\-]+$")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -52,7 +52,9 @@ class Retention(_Frozen):
 
 
 #: the REST routes ``RateLimit.http`` can limit, by name
-HTTP_ROUTE_NAMES = ("rooms", "create_room", "delete_room", "history", "publish", "presence")
+HTTP_ROUTE_NAMES = (
+    "rooms", "create_room", "delete_room", "history", "publish", "presence", "tickets",
+)
 
 
 class RateLimit(_Frozen):
@@ -84,7 +86,7 @@ class RateLimit(_Frozen):
     http: dict[str, str] = Field(
         default_factory=dict,
         description="REST request limits by route (rooms, create_room, delete_room, history, publish, "
-        "presence) or 'default' for each of them, e.g. {'create_room': '5/minute'}",
+        "presence, tickets) or 'default' for each of them, e.g. {'create_room': '5/minute'}",
     )
 
     @field_validator("default", "connections", "auth_failures")
@@ -245,6 +247,10 @@ class DialogueConfig(_Frozen):
         default_factory=list,
         description="browser origins allowed besides same-origin; '*' allows any",
     )
+    ticket_ttl: float = Field(
+        default=30.0, gt=0, le=3600,
+        description="seconds a POST /tickets connection ticket stays valid (it is single-use)",
+    )
     allow_client_rooms: bool = Field(default=True, description="clients may create rooms")
     max_message_size: int = Field(
         default=64 * 1024, ge=256,
@@ -253,6 +259,12 @@ class DialogueConfig(_Frozen):
     max_json_depth: int = Field(default=32, ge=2, description="deepest JSON nesting accepted")
     max_room_id_length: int = Field(default=128, ge=1, le=1024, description="longest room id")
     max_rooms_per_connection: int = Field(default=100, ge=1, description="rooms one connection may join")
+    max_rooms_per_user: int = Field(
+        default=10, ge=0, description="runtime rooms one user may own (create_room); 0: none"
+    )
+    max_subscriptions: int = Field(
+        default=64, ge=1, description="event names in one connection's subscriptions of a room"
+    )
     send_queue_max_messages: int = Field(
         default=1024, ge=1, description="queued frames per connection before 4009"
     )
@@ -281,7 +293,7 @@ class DialogueConfig(_Frozen):
     @classmethod
     def _room_ids(cls, rooms: dict[str, RoomConfig]) -> dict[str, RoomConfig]:
         for room_id in rooms:
-            if not ROOM_ID_PATTERN.match(room_id):
+            if not ROOM_ID_PATTERN.fullmatch(room_id):
                 raise ValueError(f"room id {room_id!r}: use letters, digits and _.:@-")
         return rooms
 

@@ -176,6 +176,11 @@ class Connection:
         self._wake.set()
         return True
 
+    def hello(self, heartbeat: float) -> dict[str, Any]:
+        """The first frame of every transport (protocol section 2)."""
+        return {"op": "hello", "client_id": self.client_id, "user_id": self.user_id,
+                "protocol": 1, "heartbeat": heartbeat}
+
     def send_frame(self, frame: dict[str, Any]) -> bool:
         """Encode and queue one server frame."""
         return self.send_text(orjson.dumps(frame).decode())

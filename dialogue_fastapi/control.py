@@ -24,7 +24,7 @@ from .errors import CloseCode
 from .events import EventDefinition
 from .hooks import fire
 from .hub import Hub
-from .rooms import Room, RoomRegistry, room_from_spec
+from .rooms import RoomRegistry, room_from_spec
 from .types import Identity
 
 logger = logging.getLogger("dialogue_fastapi")
@@ -77,11 +77,9 @@ class ControlHandler:
                 conn.send_text(text)
 
     def _room_created(self, frame: dict[str, Any]) -> None:
-        room: Room | None = frame.get("_room")
-        if room is None:
-            room = room_from_spec(frame["spec"], self._events)
-        if room.id not in self._registry:
-            self._registry.add(room)
+        # the creating node added the room (with its full config) before announcing it
+        if frame["spec"]["id"] not in self._registry:
+            self._registry.add(room_from_spec(frame["spec"], self._events))
         self._broadcast({"op": "room_created", "room": frame["info"]})
 
     async def _room_deleted(self, frame: dict[str, Any]) -> None:

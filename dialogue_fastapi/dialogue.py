@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import tomllib
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -24,6 +23,7 @@ from .routing import build_router
 from .runtime import Runtime
 from .stores.base import AuditEntry, AuditQuery
 from .types import EventMessage, Position, PresenceEntry
+from .usecases import Caller, HistoryRequest, PublishRequest, UseCases
 
 
 def _merge(config: DialogueConfig | None, settings: dict[str, Any]) -> DialogueConfig:
@@ -44,6 +44,7 @@ class Dialogue:
     def __init__(self, config: DialogueConfig | None = None, **settings: Any) -> None:
         self.config = _merge(config, settings)
         self._runtime = Runtime(self.config)
+        self._uc = UseCases.build(self._runtime)
         self._auth = build_auth_dependency(self.config.authenticate, self.config.allow_anonymous)
         self._router: APIRouter | None = None
 
@@ -69,7 +70,7 @@ class Dialogue:
     def router(self) -> APIRouter:
         """The ``APIRouter`` to include: ``app.include_router(dialogue.router, prefix=...)``."""
         if self._router is None:
-            self._router = build_router(self._runtime, self._auth)
+            self._router = build_router(self._runtime, self._uc, self._auth)
         return self._router
 
     def dependency(self) -> Dialogue:
@@ -110,20 +111,12 @@ class Dialogue:
         idempotency_key: str | None = None,
     ) -> EventMessage:
         """Publish from the server; validates like a client publish and returns the message."""
-        from .types import Identity
-
-        rt = self._runtime
-        identity = None if from_ == "server" else Identity(from_)
-        outcome = await rt.publisher.publish(
-            rt.registry.get(room_id), event_name(event), data, identity=identity,
-            transport="server", meta=meta, idempotency_key=idempotency_key,
-        )
+        message = await self._uc.publishing.trigger(
+            PublishRequest(room_id, event_name(event), data, meta, idempotency_key), from_)
         # let connection writers run between triggers: a tight loop of triggers
         # would otherwise fill every queue before any of it is sent
         await asyncio.sleep(0)
-        if outcome.message is None:
-            return EventMessage(room_id, event_name(event), data, from_, meta=dict(meta or {}))
-        return outcome.message
+        return message
 
     def on(self, room_id: str, event: EventDefinition | str, handler: Handler) -> Callable[[], None]:
         """Run ``handler(message)`` for each event (once per cluster); returns an unsubscribe."""
@@ -138,12 +131,10 @@ class Dialogue:
 
         ``since``/``until`` bound ``ts`` (a datetime or ms since the epoch, inclusive).
         """
-        rt = self._runtime
-        return await rt.history.page(
-            rt.registry.get(room_id), event=None if event is None else event_name(event),
-            limit=limit, before=before, after=after, sender=sender,
-            since_ts=to_ms(since), until_ts=to_ms(until),
-        )
+        events, _ = await self._uc.reading.history(Caller.server(), HistoryRequest(
+            room_id, None if event is None else event_name(event), limit, before, after, sender,
+            to_ms(since), to_ms(until)))
+        return events
 
     async def publish_in(
         self, session: Any, room_id: str, event: EventDefinition | str, data: Any, *,
@@ -179,21 +170,18 @@ class Dialogue:
 
     async def set_room_state(self, room_id: str, state: Any) -> None:
         """Replace the room's state (any JSON); persisted when there is a store."""
-        self._runtime.registry.get(room_id)
-        await self._runtime.states.set(room_id, state)
+        await self._runtime.states.set(self._uc.access.room(room_id).id, state)
 
     async def get_room_state(self, room_id: str) -> Any:
         """The room's state, or None."""
-        self._runtime.registry.get(room_id)
-        return await self._runtime.states.get(room_id)
+        return await self._runtime.states.get(self._uc.access.room(room_id).id)
 
     async def position(self, room_id: str) -> Position:
-        self._runtime.registry.get(room_id)
-        return await self._runtime.broker.position(room_id)
+        return await self._uc.reading.position(room_id)
 
     # rooms -------------------------------------------------------------------
     def room(self, room_id: str) -> Room:
-        return self._runtime.registry.get(room_id)
+        return self._uc.access.room(room_id)
 
     def rooms(self) -> list[Room]:
         return self._runtime.registry.all()
@@ -201,35 +189,28 @@ class Dialogue:
     async def create_room(
         self, room_id: str, config: RoomConfig, created_by: str | None = None
     ) -> Room:
-        return await self._runtime.admin.create(room_id, config, created_by)
+        return await self._uc.rooms.create_as_server(room_id, config, created_by)
 
     async def delete_room(self, room_id: str) -> None:
-        await self._runtime.admin.delete(room_id, by=None)
+        await self._uc.rooms.delete(Caller.server(), room_id)
 
     async def presence(self, room_id: str) -> list[PresenceEntry]:
-        self._runtime.registry.get(room_id)
-        return await self._runtime.broker.presence.members(room_id)
+        return await self._uc.reading.presence(Caller.server(), room_id)
 
     # users -------------------------------------------------------------------
     async def send_to_user(
         self, user_id: str, event: str, data: Any, *, from_: str = "server"
     ) -> None:
         """A ``direct`` frame to every connection of the user, on every node."""
-        await self._runtime.broker.control({
-            "type": "direct", "user_id": user_id, "event": event, "data": data,
-            "from": from_, "ts": int(time.time() * 1000),
-        })
+        await self._uc.users.send_to_user(user_id, event, data, from_)
 
     async def disconnect_user(self, user_id: str, reason: str = "disconnected by the server") -> None:
         """Close every connection of the user with 4004 (clients do not reconnect)."""
-        await self._runtime.broker.control(
-            {"type": "disconnect_user", "user_id": user_id, "reason": reason}
-        )
+        await self._uc.users.disconnect_user(user_id, reason)
 
     async def get_clients(self, user_id: str) -> list[str]:
         """Client ids of the user's live connections, cluster-wide."""
-        return await self._runtime.broker.presence.clients_of(user_id)
+        return await self._uc.users.clients_of(user_id)
 
     async def is_in_room(self, user_id: str, room_id: str) -> bool:
-        members = await self._runtime.broker.presence.members(room_id)
-        return any(m.user_id == user_id for m in members)
+        return await self._uc.users.in_room(user_id, room_id)

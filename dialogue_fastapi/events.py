@@ -9,6 +9,7 @@ from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
 from .errors import ValidationFailed
+from .rules import EVENT_NAME_PATTERN
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,8 +60,8 @@ def define_event(
     (``int``, ``list[str]``, a ``TypedDict``...); ``None`` accepts any JSON.
     ``history=N`` keeps the newest N events of this name in hot history.
     """
-    if not name or len(name) > 128:
-        raise ValueError("an event name must have 1..128 characters")
+    if not isinstance(name, str) or EVENT_NAME_PATTERN.fullmatch(name) is None:
+        raise ValueError(f"event name {name!r}: 1..128 characters, no control characters")
     if history is not None and history < 0:
         raise ValueError("history must be >= 0")
     adapter: TypeAdapter[Any] | None = TypeAdapter(schema) if schema is not None else None

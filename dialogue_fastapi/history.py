@@ -107,10 +107,10 @@ class HistoryReader:
         recent = await self._broker.recent(room.id)
         hot = [m for m in recent if matches(m, dataclasses.replace(query, before=None, after=None))
                and (subscriptions is None or subscriptions(m.event))]
-        if query.after is not None:
-            return [m for m in hot if m.seq > query.after][: query.limit]
         if query.before is not None:
             hot = [m for m in hot if m.seq < query.before]
+        if query.after is not None:
+            return [m for m in hot if m.seq > query.after][: query.limit]
         return hot[-query.limit:] if query.limit else []
 
     async def _stored(self, query: HistoryQuery, extra: Wanted | None) -> list[EventMessage]:

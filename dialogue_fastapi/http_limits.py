@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final, ParamSpec, TypeVar, cast
 
 import anyio.to_thread
+from limits import parse
 from slowapi import Limiter
 from slowapi.errors import RateLimitExceeded
 from starlette.requests import Request
@@ -30,6 +31,7 @@ from starlette.responses import Response
 
 from .config import RateLimit
 from .errors import RateLimited
+from .peers import client_ip
 
 #: ``request.state`` attribute the REST routes' authentication sets
 USER_STATE: Final = "dialogue_user_id"
@@ -43,7 +45,7 @@ R = TypeVar("R")
 
 
 def _peer(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    return client_ip(request) or "unknown"
 
 
 class HttpLimits:
@@ -126,6 +128,26 @@ class HttpLimits:
         retry_after = max(round(reset_time - time.time(), 3), 0.001)
         return RateLimited(f"over the limit of {text} (this route); retry in {retry_after:g} s",
                            retry_after=retry_after, limit=text)
+
+    async def count(self, route: str, user_id: str | None, ip: str | None) -> None:
+        """Count one use of ``route`` made outside HTTP (a WebSocket command) in the same
+        budget as the route's requests; raises ``RATE_LIMITED`` over the limit."""
+        text = self.limit_of(route)
+        if text is None:
+            return
+        item = parse(text)
+        key = f"u:{user_id}" if self.config.key != "ip" and user_id is not None else f"ip:{ip}"
+        args = (f"{self.config.prefix}:http", key, route)  # slowapi's key for a shared limit
+
+        def hit() -> bool:
+            return bool(self.limiter.limiter.hit(item, *args))
+
+        if await anyio.to_thread.run_sync(hit) if self._blocking else hit():
+            return
+        reset_time, _ = self.limiter.limiter.get_window_stats(item, *args)
+        retry_after = max(round(reset_time - time.time(), 3), 0.001)
+        raise RateLimited(f"over the limit of {text} ({route}); retry in {retry_after:g} s",
+                          retry_after=retry_after, limit=text)
 
     def reset(self) -> None:
         """Forget every budget (tests, or an operator clearing a storm)."""

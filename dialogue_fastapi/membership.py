@@ -87,20 +87,26 @@ class MembershipService:
         await self._before_join(conn, room)
         if not await self._broker.presence.join(room_id, conn.entry(), max_size):
             raise RoomFull(f"room '{room_id}' is full ({max_size})")
-        membership = await self._hub.attach(conn, room_id, subs)
-        try:
+        try:  # a join that fails from here leaves no presence entry and no pending buffer
+            membership = await self._hub.attach(conn, room_id, subs)
             position, events, recovered = await self._replay(room, subs, since, history)
             size = await self._broker.presence.count(room_id)
+            send_reply(self._result(room, subs, position, events, since, recovered, size))
         except BaseException:
-            await self._hub.detach(conn, room_id)
-            await self._broker.presence.leave(room_id, conn.client_id)
+            await self._undo_join(conn, room_id)
             raise
-        send_reply(self._result(room, subs, position, events, since, recovered, size))
         self._hub.release(conn, membership, position.seq)
         await fire("on_joined", self._hooks.on_joined, conn.identity, room_id)
         if room.config.presence_events:
             await self._broker.control({"type": "presence", "op": "presence_join",
                                         "room": room_id, **conn.entry().to_dict()})
+
+    async def _undo_join(self, conn: Connection, room_id: str) -> None:
+        try:
+            await self._hub.detach(conn, room_id)
+            await self._broker.presence.leave(room_id, conn.client_id)
+        except Exception as exc:  # the broker fixes its presence when it is back
+            logger.warning("undoing the join of %s to %s failed: %s", conn.client_id, room_id, exc)
 
     async def _before_join(self, conn: Connection, room: Room) -> None:
         hook = self._hooks.before_join

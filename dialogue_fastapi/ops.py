@@ -1,4 +1,7 @@
-"""The WebSocket commands: one function per op, each returning the reply's result."""
+"""The WebSocket commands: parse the frame, call the use case, shape the reply.
+
+Nothing here decides: the rules are in :mod:`dialogue_fastapi.usecases`.
+"""
 
 from __future__ import annotations
 
@@ -17,63 +20,23 @@ from .commands import (
     parse,
 )
 from .connection import Connection
-from .errors import Forbidden, NotInRoom
-from .runtime import Runtime
+from .publisher import PublishResult
 from .types import Position
+from .usecases import (
+    Caller,
+    CreateRoomRequest,
+    HistoryRequest,
+    JoinRequest,
+    PublishRequest,
+    UseCases,
+)
 
 Reply = Callable[[dict[str, Any]], None]
-Op = Callable[[Runtime, Connection, dict[str, Any], Reply], Awaitable[dict[str, Any] | None]]
+Op = Callable[[UseCases, Connection, dict[str, Any], Reply], Awaitable[dict[str, Any] | None]]
 
 
-def _joined(conn: Connection, room_id: str, action: str) -> Any:
-    membership = conn.rooms.get(room_id)
-    if membership is None:
-        raise NotInRoom(f"join room '{room_id}' before you {action}")
-    return membership
-
-
-async def op_join(rt: Runtime, conn: Connection, frame: dict[str, Any], reply: Reply) -> None:
-    cmd: JoinCommand = parse(JoinCommand, frame)
-    rt.admin.check_id(cmd.room)
-    since = Position(cmd.since.seq, cmd.since.epoch) if cmd.since is not None else None
-    await rt.membership.join(conn, cmd.room, subscriptions=cmd.subscriptions, since=since,
-                             history=cmd.history, send_reply=reply)
-    return None  # the reply was queued by join itself, before any live event
-
-
-async def op_leave(rt: Runtime, conn: Connection, frame: dict[str, Any], _: Reply) -> dict[str, Any]:
-    cmd: RoomCommand = parse(RoomCommand, frame)
-    if not await rt.membership.leave(conn, cmd.room):
-        raise NotInRoom(f"not in room '{cmd.room}'")
-    return {}
-
-
-async def op_subscribe(rt: Runtime, conn: Connection, frame: dict[str, Any], _: Reply) -> dict[str, Any]:
-    cmd: SubscribeCommand = parse(SubscribeCommand, frame)
-    membership = _joined(conn, cmd.room, "subscribe")
-    room = rt.registry.get(cmd.room)
-    events = rt.membership.subscriptions(room, cmd.events)
-    membership.subscribe(events)
-    return dict(membership.describe())
-
-
-async def op_unsubscribe(rt: Runtime, conn: Connection, frame: dict[str, Any], _: Reply) -> dict[str, Any]:
-    cmd: UnsubscribeCommand = parse(UnsubscribeCommand, frame)
-    membership = _joined(conn, cmd.room, "unsubscribe")
-    membership.unsubscribe(frozenset(cmd.events))
-    return dict(membership.describe())
-
-
-async def op_publish(rt: Runtime, conn: Connection, frame: dict[str, Any], _: Reply) -> dict[str, Any]:
-    cmd: PublishCommand = parse(PublishCommand, frame)
-    room = rt.registry.get(cmd.room)
-    if conn.transport.kind not in room.config.channels:
-        raise Forbidden(f"room '{cmd.room}' is not available over {conn.transport.kind}")
-    outcome = await rt.publisher.publish(
-        room, cmd.event, cmd.data, identity=conn.identity, transport=conn.transport.kind,
-        client_id=conn.client_id, joined=cmd.room in conn.rooms, meta=cmd.meta,
-        idempotency_key=cmd.idempotency_key, ip=conn.ip, tools=conn.tools,
-    )
+def publish_ack(outcome: PublishResult) -> dict[str, Any]:
+    """The ack of a publish, the same over WebSocket and REST."""
     if outcome.message is None:
         return {"seq": None, "ts": None, "dropped": True}
     result: dict[str, Any] = {"seq": outcome.message.seq, "ts": outcome.message.ts}
@@ -82,49 +45,69 @@ async def op_publish(rt: Runtime, conn: Connection, frame: dict[str, Any], _: Re
     return result
 
 
-async def op_history(rt: Runtime, conn: Connection, frame: dict[str, Any], _: Reply) -> dict[str, Any]:
-    cmd: HistoryCommand = parse(HistoryCommand, frame)
-    room = rt.registry.get(cmd.room)
-    _joined(conn, cmd.room, "read its history")
-    events = await rt.history.page(room, event=cmd.event, limit=cmd.limit,
-                                   before=cmd.before, after=cmd.after, sender=cmd.sender,
-                                   since_ts=cmd.since_ts, until_ts=cmd.until_ts)
-    position = await rt.broker.position(cmd.room)
-    return {"events": [m.to_wire() for m in events], "position": position.to_dict()}
+async def op_join(uc: UseCases, conn: Connection, frame: dict[str, Any], reply: Reply) -> None:
+    cmd: JoinCommand = parse(JoinCommand, frame)
+    since = Position(cmd.since.seq, cmd.since.epoch) if cmd.since is not None else None
+    await uc.members.join(conn, JoinRequest(cmd.room, cmd.subscriptions, since, cmd.history), reply)
+    return None  # the reply was queued by join itself, before any live event
 
 
-async def op_presence(rt: Runtime, conn: Connection, frame: dict[str, Any], _: Reply) -> dict[str, Any]:
+async def op_leave(uc: UseCases, conn: Connection, frame: dict[str, Any], _: Reply) -> dict[str, Any]:
     cmd: RoomCommand = parse(RoomCommand, frame)
-    rt.registry.get(cmd.room)
-    members = await rt.broker.presence.members(cmd.room)
-    return {"count": len(members), "users": [m.to_dict() for m in members]}
-
-
-async def op_rooms(rt: Runtime, conn: Connection, frame: dict[str, Any], _: Reply) -> dict[str, Any]:
-    parse(EmptyCommand, frame)
-    rooms = [r.info(await rt.broker.presence.count(r.id)) for r in rt.registry.all()]
-    return {"rooms": rooms}
-
-
-async def op_create_room(rt: Runtime, conn: Connection, frame: dict[str, Any], _: Reply) -> dict[str, Any]:
-    cmd: CreateRoomCommand = parse(CreateRoomCommand, frame)
-    if not rt.config.allow_client_rooms:
-        raise Forbidden("clients may not create rooms on this server")
-    config = rt.admin.config_from_client(
-        cmd.name, cmd.description, cmd.max_size, cmd.events,
-        presence_events=cmd.presence_events, sync_history_on_join=cmd.sync_history_on_join,
-    )
-    room = await rt.admin.create(cmd.room, config, created_by=conn.user_id)
-    return room.info(0)
-
-
-async def op_delete_room(rt: Runtime, conn: Connection, frame: dict[str, Any], _: Reply) -> dict[str, Any]:
-    cmd: RoomCommand = parse(RoomCommand, frame)
-    await rt.admin.delete(cmd.room, by=conn.identity)
+    await uc.members.leave(conn, cmd.room)
     return {}
 
 
-async def op_ping(rt: Runtime, conn: Connection, frame: dict[str, Any], _: Reply) -> dict[str, Any]:
+async def op_subscribe(uc: UseCases, conn: Connection, frame: dict[str, Any], _: Reply) -> dict[str, Any]:
+    cmd: SubscribeCommand = parse(SubscribeCommand, frame)
+    return uc.members.subscribe(conn, cmd.room, cmd.events)
+
+
+async def op_unsubscribe(uc: UseCases, conn: Connection, frame: dict[str, Any], _: Reply) -> dict[str, Any]:
+    cmd: UnsubscribeCommand = parse(UnsubscribeCommand, frame)
+    return uc.members.unsubscribe(conn, cmd.room, cmd.events)
+
+
+async def op_publish(uc: UseCases, conn: Connection, frame: dict[str, Any], _: Reply) -> dict[str, Any]:
+    cmd: PublishCommand = parse(PublishCommand, frame)
+    request = PublishRequest(cmd.room, cmd.event, cmd.data, cmd.meta, cmd.idempotency_key)
+    return publish_ack(await uc.publishing.publish(Caller.of(conn), request))
+
+
+async def op_history(uc: UseCases, conn: Connection, frame: dict[str, Any], _: Reply) -> dict[str, Any]:
+    cmd: HistoryCommand = parse(HistoryCommand, frame)
+    events, position = await uc.reading.history(Caller.of(conn), HistoryRequest(
+        cmd.room, cmd.event, cmd.limit, cmd.before, cmd.after, cmd.sender, cmd.since_ts,
+        cmd.until_ts))
+    return {"events": [m.to_wire() for m in events], "position": position.to_dict()}
+
+
+async def op_presence(uc: UseCases, conn: Connection, frame: dict[str, Any], _: Reply) -> dict[str, Any]:
+    cmd: RoomCommand = parse(RoomCommand, frame)
+    members = await uc.reading.presence(Caller.of(conn), cmd.room)
+    return {"count": len(members), "users": [m.to_dict() for m in members]}
+
+
+async def op_rooms(uc: UseCases, conn: Connection, frame: dict[str, Any], _: Reply) -> dict[str, Any]:
+    parse(EmptyCommand, frame)
+    return {"rooms": await uc.reading.rooms(Caller.of(conn))}
+
+
+async def op_create_room(uc: UseCases, conn: Connection, frame: dict[str, Any], _: Reply) -> dict[str, Any]:
+    cmd: CreateRoomCommand = parse(CreateRoomCommand, frame)
+    room = await uc.rooms.create(Caller.of(conn), CreateRoomRequest(
+        cmd.room, cmd.name, cmd.description, cmd.max_size, cmd.events,
+        cmd.presence_events, cmd.sync_history_on_join))
+    return room.info(0)
+
+
+async def op_delete_room(uc: UseCases, conn: Connection, frame: dict[str, Any], _: Reply) -> dict[str, Any]:
+    cmd: RoomCommand = parse(RoomCommand, frame)
+    await uc.rooms.delete(Caller.of(conn), cmd.room)
+    return {}
+
+
+async def op_ping(uc: UseCases, conn: Connection, frame: dict[str, Any], _: Reply) -> dict[str, Any]:
     return {}
 
 

@@ -13,19 +13,26 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from .brokers.base import Broker, OrderedSubmit
 from .config import DialogueConfig, Hooks, RateLimit
-from .errors import DialogueError, EventNotAllowed, NotInRoom, PayloadTooLarge, Unavailable
+from .errors import (
+    DialogueError,
+    EventNotAllowed,
+    InternalError,
+    NotInRoom,
+    PayloadTooLarge,
+    Unavailable,
+)
 from .events import EventDefinition
 from .handlers import HandlerRegistry
 from .history import HistoryReader
-from .hooks import fire
+from .hooks import correlation_id, fire
+from .outages import is_outage
 from .pipeline import Middleware, PublishContext, apply_before_each, run_middleware
 from .publish_lane import current_turn
 from .rate_limit import EventLimiter, Limiter, Sender
 from .rooms import Room
+from .rules import check_event_name, check_payload, check_text
 from .stores.base import Rejection
 from .stores.write_behind import WriteBehind
 from .types import EventMessage, Identity
@@ -71,8 +78,7 @@ class Publisher:
 
     def definition(self, room: Room, event: str) -> EventDefinition | None:
         """The event's definition in the room; raises EVENT_NOT_ALLOWED if not listed."""
-        if not event or not isinstance(event, str) or len(event) > 128:
-            raise EventNotAllowed(f"invalid event name {event!r}")
+        check_event_name(event)
         definition = room.config.event(event)
         if definition is None and room.config.events:
             raise EventNotAllowed(
@@ -120,14 +126,14 @@ class Publisher:
         self, room: Room, event: str, data: Any, identity: Identity | None, joined: bool | None,
         meta: dict[str, Any] | None, idempotency_key: str | None,
     ) -> EventMessage:
-        size = len(orjson.dumps(data))
-        if size > self._config.max_message_size:
-            raise PayloadTooLarge(
-                f"event data is {size} bytes; the limit is {self._config.max_message_size}"
-            )
+        config = self._config
+        check_payload(data, meta, max_size=config.max_message_size, max_depth=config.max_json_depth)
         if joined is False:
             raise NotInRoom(f"join room '{room.id}' before publishing to it")
         definition = self.definition(room, event)
+        check_text(idempotency_key, "idempotency_key", 128)
+        if identity is not None:
+            check_text(identity.user_id, "the sender's user id")
         value = definition.validate(data) if definition is not None else data
         return EventMessage(
             room=room.id, event=event, data=value,
@@ -157,6 +163,8 @@ class Publisher:
             )
             if not commit:
                 return accepted
+            if accepted is not message:  # changed by a hook: encodable, before it takes a seq
+                self._check_changed(accepted)
             published, duplicate = await self.commit(room, accepted)
             return published
 
@@ -191,6 +199,11 @@ class Publisher:
         except Exception as exc:
             if writer is not None:
                 writer.release()
+            if not is_outage(exc):  # a bug or a refused value, not a backend away
+                cid = correlation_id()
+                logger.exception("broker publish failed for room %s [%s]", room.id, cid)
+                raise InternalError(f"publishing failed; correlation id {cid}",
+                                    correlation_id=cid) from None
             logger.warning("broker publish failed for room %s: %s", room.id, exc)
             raise Unavailable("the broker is unavailable; retry later") from None
         if published.duplicate:
@@ -217,6 +230,13 @@ class Publisher:
         if not_stored is not None:
             raise not_stored
         return stored, False
+
+    def _check_changed(self, message: EventMessage) -> None:
+        """A message a middleware or ``before_each`` built follows the same rules."""
+        config = self._config
+        check_event_name(message.event)
+        check_payload(message.data, message.meta, max_size=config.max_message_size,
+                      max_depth=config.max_json_depth)
 
     def _record_rejection(
         self, room: Room, event: str, data: Any, identity: Identity | None,

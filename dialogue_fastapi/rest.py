@@ -18,13 +18,14 @@ from .errors import (
     InternalError,
     PayloadTooLarge,
     RateLimited,
-    Reject,
     Unauthorized,
     Unavailable,
 )
-from .hooks import call_maybe_async, correlation_id
+from .hooks import correlation_id
 from .http_limits import USER_STATE
+from .ops import publish_ack
 from .outages import is_outage
+from .peers import client_ip
 from .publisher import PublishTools
 from .rest_models import (
     CreateRoomBody,
@@ -37,8 +38,9 @@ from .rest_models import (
     RoomInfo,
     RoomList,
 )
+from .rules import MAX_INT64
 from .runtime import Runtime
-from .types import Identity
+from .usecases import Caller, CreateRoomRequest, HistoryRequest, PublishRequest, UseCases
 
 logger = logging.getLogger("dialogue_fastapi")
 
@@ -67,14 +69,37 @@ def http_error_response(exc: HTTPException) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=exc.headers)
 
 
+async def _read_within(request: Request, limit: int) -> None:
+    """Refuse a body over ``limit`` bytes with 413 before anything parses it."""
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise BadRequest("Content-Length must be a number of bytes")
+        if int(length) > limit:
+            raise PayloadTooLarge(f"request body of {length} bytes; the limit is {limit}")
+        return
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"request body over {limit} bytes; the limit is {limit}")
+    request._body = bytes(body)  # what Request.body() returns from now on
+
+
 class DialogueRoute(APIRoute):
-    """Answers every error with the protocol's body: ``{"error": {"code", "message"}}``."""
+    """Answers every error with the protocol's body: ``{"error": {"code", "message"}}``;
+    a body over ``max_body`` bytes is refused with 413 before it is parsed."""
+
+    max_body: int | None = None
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         original = super().get_route_handler()
+        max_body = self.max_body
 
         async def handler(request: Request) -> Response:
             try:
+                if max_body is not None and request.method in ("POST", "PUT", "PATCH"):
+                    await _read_within(request, max_body)
                 return await original(request)
             except RequestValidationError as exc:
                 errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""),
@@ -109,83 +134,68 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return responses
 
 
-def build_rest_routes(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
-    router = APIRouter(route_class=DialogueRoute, tags=["dialogue"])
+def route_class(max_body: int) -> type[DialogueRoute]:
+    """A :class:`DialogueRoute` refusing bodies over ``max_body`` bytes."""
+    return type("DialogueRoute", (DialogueRoute,), {"max_body": max_body})
+
+
+def build_rest_routes(rt: Runtime, uc: UseCases, auth: Callable[..., Any]) -> APIRouter:
+    """The REST adapters: parse, call the use case, encode (the rules are in ``usecases``)."""
+    router = APIRouter(route_class=route_class(rt.config.max_message_size), tags=["dialogue"])
     limits = rt.http_limits
 
     def limited(route: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         return limits.guard(route) if limits is not None else (lambda endpoint: endpoint)
 
-    async def identity(request: Request, result: Annotated[AuthResult, Depends(auth)]) -> Identity:
+    async def caller(
+        request: Request, result: Annotated[AuthResult, Depends(auth)],
+        tools: Annotated[PublishTools, Depends(rt.publish_tools)],
+    ) -> Caller:
         if result.identity is None:
             raise Unauthorized(result.reason or "missing or invalid credentials")
         setattr(request.state, USER_STATE, result.identity.user_id)  # the HTTP limits' key
-        return result.identity
+        return Caller(result.identity, "rest", ip=client_ip(request), tools=tools)
 
-    User = Annotated[Identity, Depends(identity)]
-
-    async def may_access(user: Identity, room_id: str) -> None:
-        rt.registry.get(room_id)
-        hook = rt.hooks.before_join
-        if hook is None:
-            return
-        try:
-            allowed = await call_maybe_async(hook, user, room_id)
-        except Reject as exc:
-            raise Forbidden(exc.reason, reason=exc.reason) from None
-        if allowed is False:
-            raise Forbidden(f"access to room '{room_id}' was refused", reason="refused")
-
-    async def info(room_id: str) -> dict[str, Any]:
-        return rt.registry.get(room_id).info(await rt.broker.presence.count(room_id))
+    User = Annotated[Caller, Depends(caller)]
+    Seq = Annotated[int | None, Query(ge=0, le=MAX_INT64)]
+    Ms = Annotated[int | None, Query(ge=0, le=MAX_INT64, description="ms since the epoch, inclusive")]
 
     @router.get("/rooms", response_model=RoomList, responses=_errors(401, 429))
     @limited("rooms")
     async def list_rooms(user: User, request: Request, response: Response) -> dict[str, Any]:
-        return {"rooms": [await info(r.id) for r in rt.registry.all()]}
+        return {"rooms": await uc.reading.rooms(user)}
 
-    @router.get("/rooms/{room}", response_model=RoomInfo, responses=_errors(401, 404, 429))
+    @router.get("/rooms/{room}", response_model=RoomInfo, responses=_errors(401, 403, 404, 429))
     @limited("rooms")
     async def get_room(room: str, user: User, request: Request, response: Response) -> dict[str, Any]:
-        return await info(room)
+        return await uc.reading.room_info(user, room)
 
     @router.post("/rooms", response_model=RoomInfo, status_code=201,
-                 responses=_errors(400, 401, 403, 409, 429))
+                 responses=_errors(400, 401, 403, 409, 413, 429))
     @limited("create_room")
     async def create_room(body: CreateRoomBody, user: User, request: Request,
                           response: Response) -> dict[str, Any]:
-        if not rt.config.allow_client_rooms:
-            raise Forbidden("clients may not create rooms on this server")
-        config = rt.admin.config_from_client(
-            body.name, body.description, body.max_size, body.events,
-            presence_events=body.presence_events,
-            sync_history_on_join=body.sync_history_on_join,
-        )
-        created = await rt.admin.create(body.room, config, created_by=user.user_id)
+        created = await uc.rooms.create(user, CreateRoomRequest(
+            body.room, body.name, body.description, body.max_size, body.events,
+            body.presence_events, body.sync_history_on_join))
         return created.info(0)
 
     @router.delete("/rooms/{room}", status_code=204, responses=_errors(401, 403, 404, 429))
     @limited("delete_room")
     async def delete_room(room: str, user: User, request: Request, response: Response) -> None:
-        await rt.admin.delete(room, by=user)  # 204, with the limit's headers set on response
+        await uc.rooms.delete(user, room)  # 204, with the limit's headers set on response
 
     @router.get("/rooms/{room}/history", response_model=HistoryPage,
                 responses=_errors(400, 401, 403, 404, 429))
     @limited("history")
     async def history(
         room: str, user: User, request: Request, response: Response, event: str | None = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-        before: Annotated[int | None, Query(ge=0)] = None,
-        after: Annotated[int | None, Query(ge=0)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50, before: Seq = None, after: Seq = None,
         sender: Annotated[str | None, Query(max_length=256)] = None,
-        since_ts: Annotated[int | None, Query(ge=0, description="ts >= this (ms)")] = None,
-        until_ts: Annotated[int | None, Query(ge=0, description="ts <= this (ms)")] = None,
+        since_ts: Ms = None, until_ts: Ms = None,
     ) -> dict[str, Any]:
-        await may_access(user, room)
-        found = await rt.history.page(rt.registry.get(room), event=event, limit=limit,
-                                      before=before, after=after, sender=sender,
-                                      since_ts=since_ts, until_ts=until_ts)
-        position = await rt.broker.position(room)
+        found, position = await uc.reading.history(user, HistoryRequest(
+            room, event, limit, before, after, sender, since_ts, until_ts))
         return {"events": [m.to_wire() for m in found], "position": position.to_dict()}
 
     @router.post("/rooms/{room}/events", response_model=PublishAck, status_code=202,
@@ -193,25 +203,16 @@ def build_rest_routes(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
     @limited("publish")
     async def publish(
         room: str, body: PublishBody, user: User, request: Request, response: Response,
-        tools: Annotated[PublishTools, Depends(rt.publish_tools)],
     ) -> dict[str, Any]:
-        await may_access(user, room)
-        outcome = await rt.publisher.publish(
-            rt.registry.get(room), body.event, body.data, identity=user, transport="rest",
-            meta=body.meta, idempotency_key=body.idempotency_key,
-            ip=request.client.host if request.client else None, tools=tools,
-        )
-        if outcome.message is None:
-            return {"seq": None, "ts": None, "dropped": True}
-        return {"seq": outcome.message.seq, "ts": outcome.message.ts,
-                "duplicate": outcome.duplicate}
+        outcome = await uc.publishing.publish(user, PublishRequest(
+            room, body.event, body.data, body.meta, body.idempotency_key))
+        return {"duplicate": False, **publish_ack(outcome)}
 
     @router.get("/rooms/{room}/presence", response_model=PresenceResult,
                 responses=_errors(401, 403, 404, 429))
     @limited("presence")
     async def presence(room: str, user: User, request: Request, response: Response) -> dict[str, Any]:
-        await may_access(user, room)
-        members = await rt.broker.presence.members(room)
+        members = await uc.reading.presence(user, room)
         return {"count": len(members), "users": [m.to_dict() for m in members]}
 
     @router.get("/health", response_model=Health)
@@ -224,7 +225,9 @@ def build_rest_routes(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
         if rt.writer is not None:  # the store's writer: running and not failing
             checks["store"] = rt.writer.healthy
         ok = all(checks.values())
-        body = {"status": "ok" if ok else "unavailable", "checks": checks}
+        dead_letters = rt.writer.dead_letters if rt.writer is not None else 0  # never fails /ready
+        body = {"status": "ok" if ok else "unavailable", "checks": checks,
+                "dead_letters": dead_letters}
         return body if ok else JSONResponse(body, status_code=503)
 
     return router

@@ -101,3 +101,5 @@ class PresenceResult(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, bool] = Field(default_factory=dict)
+    dead_letters: int = Field(0, description="events the database refused as data and kept "
+                              "aside (informational: never makes readiness fail)")

@@ -12,12 +12,13 @@ import logging
 from typing import Any
 
 from .brokers.base import Broker
-from .config import ROOM_ID_PATTERN, DialogueConfig, Hooks, Retention, RoomConfig
-from .errors import BadRequest, EventNotAllowed, Forbidden, RoomExists
+from .config import DialogueConfig, Hooks, Retention, RoomConfig
+from .errors import EventNotAllowed, Forbidden, RoomExists
 from .events import EventDefinition
 from .hooks import fire
 from .room_state import RoomStates
 from .rooms import Room, RoomRegistry, room_from_spec, room_spec
+from .rules import check_room_id
 from .stores.write_behind import WriteBehind
 from .types import Identity
 
@@ -60,14 +61,7 @@ class RoomAdmin:
                 self.events.setdefault(definition.name, definition)
 
     def check_id(self, room_id: object) -> str:
-        limit = self._config.max_room_id_length
-        if not isinstance(room_id, str) or not room_id:
-            raise BadRequest("'room' must be a non-empty string")
-        if len(room_id) > limit:
-            raise BadRequest(f"room id is {len(room_id)} characters; the limit is {limit}")
-        if not ROOM_ID_PATTERN.match(room_id):
-            raise BadRequest("a room id may only use letters, digits and _.:@-")
-        return room_id
+        return check_room_id(room_id, self._config.max_room_id_length)
 
     def config_from_client(
         self, name: str, description: str | None, max_size: int | None,
@@ -97,8 +91,7 @@ class RoomAdmin:
             await self._writer.save_room(room_id, stored_spec(room))  # UNAVAILABLE: nothing created
         self._registry.add(room)
         await self._broker.control({
-            "type": "room_created", "spec": room_spec(room), "_room": room,
-            "info": room.info(0),
+            "type": "room_created", "spec": room_spec(room), "info": room.info(0),
         })
         await fire("on_room_created", self._hooks.on_room_created, room.id, created_by)
         return room

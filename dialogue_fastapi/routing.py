@@ -11,26 +11,33 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response, WebSocket
 
+from .asyncapi import AsyncApiCache
 from .auth import AuthResult
 from .auth_gate import gate_auth
 from .connection import Connection
 from .errors import CloseCode
+from .log_redaction import install_redaction
 from .nodelay import ensure_nodelay
-from .origins import origin_allowed
+from .origins import origin_refusal
+from .peers import client_ip
 from .publisher import PublishTools
 from .rest import build_rest_routes
 from .runtime import Runtime
 from .session import IdleSweeper, WebSocketSession, WebSocketTransport
 from .sse import build_sse_routes
+from .ticket_routes import build_ticket_routes
+from .tickets import accept_tickets, tickets_for
+from .usecases import UseCases
 
 
-def build_router(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
+def build_router(rt: Runtime, uc: UseCases, auth: Callable[..., Any]) -> APIRouter:
     """A fresh router; its lifespan starts and stops the runtime."""
 
     sweeper = IdleSweeper(rt)
 
     @asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
+        install_redaction()  # uvicorn has configured its logging by now
         await rt.start()
         sweeper.start()
         try:
@@ -40,8 +47,11 @@ def build_router(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
             await rt.stop()
 
     router = APIRouter(lifespan=lifespan)
-    # connection attempts and failed authentications per IP, before authenticate runs
-    connect_auth = gate_auth(auth, rt.publish_tools, connection=True)
+    tickets = tickets_for(rt.broker, rt.config.ticket_ttl)
+    # connection attempts and failed authentications per IP, before authenticate runs;
+    # ?ticket= (from POST /tickets) stands in for authenticate on /ws and /sse
+    connect_auth = gate_auth(accept_tickets(auth, tickets), rt.publish_tools, connection=True)
+    rest_auth = gate_auth(auth, rt.publish_tools, connection=False)
 
     @router.websocket("/ws")
     async def websocket_endpoint(
@@ -50,10 +60,9 @@ def build_router(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
     ) -> None:
         await websocket.accept()
         ensure_nodelay(getattr(websocket, "_receive", None))  # the server's own ASGI receive
-        origin = websocket.headers.get("origin")
-        if not origin_allowed(origin, websocket.headers.get("host"), rt.config.allowed_origins):
-            await _refuse(websocket, CloseCode.ORIGIN_REFUSED,
-                          f"origin {origin} is not allowed; add it to allowed_origins")
+        refusal = origin_refusal(websocket, rt.config.allowed_origins)
+        if refusal is not None:
+            await _refuse(websocket, CloseCode.ORIGIN_REFUSED, refusal)
             return
         if auth_result.identity is None:
             await _refuse(websocket, CloseCode.UNAUTHORIZED, auth_result.reason)
@@ -61,15 +70,14 @@ def build_router(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
         if rt.stopping or not rt.started:
             await _refuse(websocket, CloseCode.GOING_AWAY, "server shutting down")
             return
-        client = websocket.client
         conn = Connection(WebSocketTransport(websocket), auth_result.identity,
-                          rt.queue_limits, ip=client.host if client else None)
+                          rt.queue_limits, ip=client_ip(websocket))
         conn.tools = tools
         task = asyncio.current_task()
         if task is not None:
             rt.sessions.add(task)
         try:
-            await WebSocketSession(rt, websocket, conn).run()
+            await WebSocketSession(rt, uc, websocket, conn).run()
         finally:
             if task is not None:
                 rt.sessions.discard(task)
@@ -83,8 +91,18 @@ def build_router(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
         return Response(body, media_type="text/javascript; charset=utf-8",
                         headers={"ETag": etag, "Cache-Control": "public, max-age=300"})
 
-    router.include_router(build_rest_routes(rt, gate_auth(auth, rt.publish_tools, connection=False)))
-    router.include_router(build_sse_routes(rt, connect_auth))
+    asyncapi = AsyncApiCache(rt.registry.all)
+
+    @router.get("/asyncapi.json", include_in_schema=False)
+    async def asyncapi_json(request: Request) -> Response:
+        """The AsyncAPI 3.0 document: channels, operations, rooms and their event schemas."""
+        url = request.url
+        body = asyncapi.render(url.scheme, url.netloc, url.path.removesuffix("/asyncapi.json"))
+        return Response(body, media_type="application/json")
+
+    router.include_router(build_rest_routes(rt, uc, rest_auth))
+    router.include_router(build_ticket_routes(rt, rest_auth, tickets))
+    router.include_router(build_sse_routes(rt, uc, connect_auth))
     return router
 
 

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from .brokers import Broker, broker_from_config
+from .brokers import Broker, MemoryBroker, broker_from_config
 from .brokers.base import StoreBacked, StoredRooms
 from .config import DialogueConfig
 from .connection import Connection, QueueLimits
@@ -25,7 +25,7 @@ from .retention import RetentionTask
 from .room_admin import RoomAdmin
 from .room_state import RoomStates
 from .rooms import RoomRegistry
-from .stores import EventStore, PrunableStore, store_from_config
+from .stores import EventStore, PrunableStore, SingleWriterStore, store_from_config
 from .stores.write_behind import WriteBehind
 
 logger = logging.getLogger("dialogue_fastapi")
@@ -39,6 +39,8 @@ class Runtime:
         self.hooks = config.hooks
         self.broker: Broker = broker_from_config(config.broker)
         self.store: EventStore | None = store_from_config(config.persistence)
+        if isinstance(self.store, SingleWriterStore) and isinstance(self.broker, MemoryBroker):
+            self.store.require_single_writer()  # no shared broker: one process per database
         self.writer: WriteBehind | None = None
         if self.store is not None:
             self.writer = WriteBehind(

@@ -32,7 +32,9 @@ from .hooks import correlation_id
 from .ops import OPS
 from .outages import is_outage
 from .publish_lane import PublishLane
+from .rules import json_depth
 from .runtime import Runtime
+from .usecases import UseCases
 
 logger = logging.getLogger("dialogue_fastapi")
 HARD_SIZE_FACTOR = 4  # frames above 4x max_message_size close the socket (1009)
@@ -56,24 +58,14 @@ class WebSocketTransport:
             await self._ws.close(code, reason[:120])
 
 
-def json_depth(value: Any) -> int:
-    """Nesting depth of parsed JSON, without recursion."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
-    return deepest
-
-
 class WebSocketSession:
     """Runs one accepted WebSocket until either side closes it."""
 
-    def __init__(self, runtime: Runtime, websocket: WebSocket, conn: Connection) -> None:
+    def __init__(
+        self, runtime: Runtime, usecases: UseCases, websocket: WebSocket, conn: Connection
+    ) -> None:
         self.rt = runtime
+        self.uc = usecases
         self.ws = websocket
         self.conn = conn
         self._writer: asyncio.Task[None] | None = None
@@ -87,8 +79,7 @@ class WebSocketSession:
         """Read in this task, write in one more: two tasks a connection, so that
         thousands of idle connections stay cheap for memory and the collector."""
         conn, config = self.conn, self.rt.config
-        conn.send_frame({"op": "hello", "client_id": conn.client_id, "user_id": conn.user_id,
-                         "protocol": 1, "heartbeat": config.heartbeat})
+        conn.send_frame(conn.hello(config.heartbeat))
         try:
             await self.rt.connected(conn)
         except Exception as exc:
@@ -183,7 +174,8 @@ class WebSocketSession:
         if size > limit:
             self._error(cmd_id, PayloadTooLarge(f"frame of {size} bytes; the limit is {limit}"))
             return
-        if json_depth(frame) > self.rt.config.max_json_depth:
+        # the frame object is one level above data and meta, whose depth the use case checks
+        if json_depth(frame) > self.rt.config.max_json_depth + 1:
             self._error(cmd_id, BadRequest(
                 f"JSON nested deeper than {self.rt.config.max_json_depth} levels"))
             return
@@ -215,7 +207,7 @@ class WebSocketSession:
                 self.conn.send_frame({"id": cmd_id, "ok": True, "result": result})
 
         try:
-            result = await handler(self.rt, self.conn, frame, reply)
+            result = await handler(self.uc, self.conn, frame, reply)
         except DialogueError as exc:
             self._error(cmd_id, exc)
             if isinstance(exc, RateLimited):

@@ -23,13 +23,17 @@ from sse_starlette import EventSourceResponse
 
 from .auth import AuthResult
 from .connection import Connection, QueuedEvent
-from .errors import BadRequest, CloseCode, EventNotAllowed, Unauthorized, Unavailable
+from .errors import BadRequest, CloseCode, EventNotAllowed, Forbidden, Unauthorized, Unavailable
+from .origins import origin_refusal
+from .peers import client_ip
 from .rest import DialogueRoute, _errors
 from .rooms import Room
+from .rules import check_event_name
 from .runtime import Runtime
 from .sse_cursor import decode_cursor
 from .sse_stream import SseStream, SseTransport
 from .types import Position
+from .usecases import JoinRequest, UseCases
 
 logger = logging.getLogger("dialogue_fastapi")
 RETRY_MS = 2000  # what EventSource waits before reconnecting
@@ -37,11 +41,15 @@ SEND_TIMEOUT = 10.0  # a stream the server closed whose writes still block is cu
 COALESCE = 16  # a write of fewer queued events waits one loop turn for more
 
 
-def _filters(rooms: list[Room], events: str | None) -> dict[str, list[str] | None]:
+def _filters(rooms: list[Room], events: str | None, most: int) -> dict[str, list[str] | None]:
     """Each room's subscriptions from ``events=a,b`` (None: the room's defaults)."""
     if not events:
         return {room.id: None for room in rooms}
-    names = [n.strip() for n in events.split(",") if n.strip()]
+    names = list(dict.fromkeys(n.strip() for n in events.split(",") if n.strip()))
+    if len(names) > most:
+        raise BadRequest(f"{len(names)} event names; the limit is {most}", limit=most)
+    for name in names:
+        check_event_name(name)
     found: dict[str, list[str] | None] = {}
     for room in rooms:
         allowed = room.config.event_names()
@@ -85,7 +93,7 @@ class ShutdownWatch:
                 await task
 
 
-def build_sse_routes(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
+def build_sse_routes(rt: Runtime, uc: UseCases, auth: Callable[..., Any]) -> APIRouter:
     router = APIRouter(route_class=DialogueRoute, tags=["dialogue"])
     shutdown = ShutdownWatch(rt)
 
@@ -103,6 +111,9 @@ def build_sse_routes(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
             description="the cursor to resume from, for a first request")] = None,
         last_event_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     ) -> EventSourceResponse:
+        refusal = origin_refusal(request, rt.config.allowed_origins)
+        if refusal is not None:
+            raise Forbidden(refusal)
         if auth_result.identity is None:
             raise Unauthorized(auth_result.reason or "missing or invalid credentials")
         if rt.stopping or not rt.started:
@@ -110,13 +121,12 @@ def build_sse_routes(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
         room_ids = list(dict.fromkeys(room))
         if len(room_ids) > rt.config.max_rooms_per_connection:
             raise BadRequest(f"a stream may carry at most {rt.config.max_rooms_per_connection} rooms")
-        rooms = [rt.registry.get(r) for r in room_ids]  # ROOM_NOT_FOUND
-        filters = _filters(rooms, events)
+        rooms = [uc.access.room(r) for r in room_ids]  # BAD_REQUEST, ROOM_NOT_FOUND
+        filters = _filters(rooms, events, rt.config.max_subscriptions)
         cursor_text = last_event_header or last_event_id
         since = decode_cursor(cursor_text) if cursor_text else {}
-        client = request.client
         conn = Connection(SseTransport(), auth_result.identity, rt.queue_limits,
-                          ip=client.host if client else None, event_items=True)
+                          ip=client_ip(request), event_items=True)
         stream = SseStream(conn, RETRY_MS)
         # closed by the server (4009, 4004, 1001): it leaves its rooms now, not when the stream
         # ends, and a stream still stuck on a reader that stopped reading is cut after
@@ -125,15 +135,14 @@ def build_sse_routes(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
         await rt.connected(conn)
         try:
             for r in rooms:
-                await _join(rt, conn, stream, r, filters[r.id], since.get(r.id))
+                await _join(uc, conn, stream, r, filters[r.id], since.get(r.id))
         except BaseException:
             _cleanup(rt, conn)
             raise
         conn.coalesce = COALESCE
         if len(rooms) == 1:  # from here on its events come as SSE messages built by the hub
             conn.sse_epoch = stream.positions[rooms[0].id].epoch
-        hello = {"op": "hello", "client_id": conn.client_id, "user_id": conn.user_id,
-                 "protocol": 1, "heartbeat": rt.config.heartbeat}
+        hello = conn.hello(rt.config.heartbeat)
 
         async def client_gone(_: Any) -> None:  # also when the stream never started
             _cleanup(rt, conn)
@@ -148,7 +157,7 @@ def build_sse_routes(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
 
 
 async def _join(
-    rt: Runtime, conn: Connection, stream: SseStream, room: Room, subscriptions: list[str] | None,
+    uc: UseCases, conn: Connection, stream: SseStream, room: Room, subscriptions: list[str] | None,
     since: Position | None,
 ) -> None:
     def reply(result: dict[str, Any]) -> None:
@@ -164,8 +173,7 @@ async def _join(
             conn.queue_event(QueuedEvent(event["room"], event["seq"], event["event"],
                                          orjson.dumps(event).decode()))
 
-    await rt.membership.join(conn, room.id, subscriptions=subscriptions, since=since,
-                             send_reply=reply)
+    await uc.members.join(conn, JoinRequest(room.id, subscriptions, since), reply)
 
 
 async def _frames(rt: Runtime, conn: Connection, stream: SseStream, first: bytes) -> AsyncIterator[bytes]:

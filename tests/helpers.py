@@ -16,7 +16,11 @@ from dialogue_fastapi.testing import LiveServer
 
 
 def authenticate(conn: HTTPConnection) -> Identity:
-    """Different users by ``?token=<user id>`` (the protocol allows a token query)."""
+    """Different users by ``?token=<user id>`` (the protocol allows a token query) or by
+    ``Authorization: Bearer <user id>`` (what the Python client sends)."""
+    header = conn.headers.get("authorization", "")
+    if "token" not in conn.query_params and header.startswith("Bearer "):
+        return Identity(header.removeprefix("Bearer "))
     return Identity(conn.query_params["token"])
 
 

@@ -172,11 +172,13 @@ async def test_token_reaches_authenticate_by_query_and_by_header(serve, path):
 
     dialogue = make_dialogue(authenticate=by_query if path == "query" else by_header)
     srv = await serve(dialogue)
-    url = srv.ws_url() + "?v=2&token=stale"  # the client replaces a token in the URL
-    headers = {"X-App": "1", "Authorization": "Basic stale"}  # and an Authorization header
-    async with DialogueClient(url, token="alice", headers=headers) as client:
+    url = srv.ws_url() + "?v=2&token=stale"  # token_in_query replaces a token in the URL
+    headers = {"X-App": "1", "Authorization": "Basic stale"}  # the token replaces Authorization
+    options = {"token_in_query": True} if path == "query" else {}
+    async with DialogueClient(url, token="alice", headers=headers, **options) as client:
         assert client.user_id == "alice"
-    assert seen == [(["alice"], "2", "Bearer alice", "1")]
+    in_url = ["alice"] if path == "query" else ["stale"]  # by default the URL stays as given
+    assert seen == [(in_url, "2", "Bearer alice", "1")]
 
 
 async def test_refused_connect_raises_unauthorized_with_4001(serve):

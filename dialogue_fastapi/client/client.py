@@ -16,8 +16,10 @@ class DialogueClient(ClientCore):
 
     ``DialogueClient(url, *, token=None, headers=None, ack_timeout=10.0,
     reconnect=True, backoff_initial=0.25, backoff_max=10.0, heartbeat=None,
-    queue_size=1024)``. ``token`` is sent as ``Authorization: Bearer`` and as
-    ``?token=``. After an unexpected close the client reconnects with full
+    queue_size=1024, token_in_query=False)``. ``token`` is sent as
+    ``Authorization: Bearer`` only; ``token_in_query=True`` also puts it in
+    the URL as ``?token=`` (for a server that reads only the query; URLs end
+    up in access logs, so prefer the header). After an unexpected close the client reconnects with full
     jitter exponential backoff, rejoins its rooms from their last ``seq`` and
     delivers what was missed exactly once, in order. ``heartbeat`` overrides
     the server's ping interval (``0`` disables pings); ``queue_size`` bounds

@@ -43,9 +43,11 @@ class ClientCore:
         backoff_max: float = 10.0,
         heartbeat: float | None = None,
         queue_size: int = 1024,
+        token_in_query: bool = False,
     ) -> None:
         self.url = url
         self.token = token  # may be replaced (refreshed) before the next reconnect
+        self.token_in_query = token_in_query  # also as ?token= (it then reaches access logs)
         self.headers = dict(headers or {})
         self.ack_timeout = ack_timeout
         self.reconnect = reconnect
@@ -160,7 +162,7 @@ class ClientCore:
             self._notify.state_changed(state)
 
     async def _open(self) -> Connection:
-        url = with_token(self.url, self.token)
+        url = with_token(self.url, self.token) if self.token_in_query else self.url
         headers = handshake_headers(self.headers, self.token)
         ws, hello = await open_socket(url, headers, self.ack_timeout)
         self.hello = hello

@@ -70,7 +70,10 @@ class Backoff:
 
 
 def with_token(url: str, token: str | None) -> str:
-    """``url`` with ``token=<token>`` in its query (replacing any previous one)."""
+    """``url`` with ``token=<token>`` in its query (replacing any previous one).
+
+    Only with ``token_in_query=True``: a URL's query reaches access logs and proxies.
+    """
     if token is None:
         return url
     parts = urlsplit(url)

@@ -74,8 +74,23 @@ export interface StateInfo {
 }
 
 export interface ConnectOptions {
-  /** Sent as `?token=`; a function is called before each (re)connect. */
-  token?: string | (() => string | Promise<string>);
+  /**
+   * The application's credentials. A function is called before each (re)connect
+   * and, by default, its result is traded for a connection ticket (see `ticket`);
+   * a string is sent as `?token=` (it then shows in access logs).
+   */
+  token?: string | null | (() => string | null | undefined | Promise<string | null | undefined>);
+  /**
+   * Connect with a single-use ticket (`?ticket=`) instead of `?token=`. `true`: get
+   * one from `POST /tickets` before each (re)connect, with `token` as
+   * `Authorization: Bearer` and the page's cookies; a function: it returns the
+   * ticket. Default: on when `token` is a function.
+   */
+  ticket?: boolean | (() => string | Promise<string>);
+  /** The POST /tickets URL; default: next to the /ws URL. */
+  ticketUrl?: string;
+  /** `fetch` credentials of the ticket request; default "same-origin". */
+  credentials?: "omit" | "same-origin" | "include";
   reconnect?: boolean;
   /** Milliseconds to wait for a reply (and for the hello). */
   ackTimeout?: number;
@@ -143,4 +158,12 @@ export interface Client {
 }
 
 export declare function connect(url: string, options?: ConnectOptions): Promise<Client>;
+/**
+ * A single-use connection ticket from `POST /tickets` (`url`: the /ws or /sse
+ * endpoint, or /tickets), for `/ws?ticket=...` or `/sse?ticket=...`.
+ */
+export declare function fetchTicket(
+  url: string,
+  options?: { token?: string | null; credentials?: "omit" | "same-origin" | "include" },
+): Promise<string>;
 export default connect;

@@ -1,7 +1,7 @@
 // dialogue-fastapi browser client: an ES module, no build step, no dependencies.
 //
 //   import { connect } from "/dialogue/client.js";
-//   const client = await connect("/dialogue/ws", { token: "alice" });
+//   const client = await connect("/dialogue/ws", { token: () => auth.getAccessToken() });
 //   const room = await client.join("lobby");
 //   room.on("message", (msg) => console.log(msg.from, msg.data));
 //   await room.publish("message", { text: "hi" });
@@ -9,6 +9,12 @@
 // Wire protocol v1 (docs/protocol.md). After an unexpected close the client
 // reconnects with full-jitter exponential backoff, rejoins every room from its
 // last position and delivers what was missed exactly once, in seq order.
+//
+// Credentials: a browser cannot set headers on a WebSocket, so they travel in
+// the URL. With `token` as a function (or `ticket: true`) the client trades the
+// token (sent as `Authorization: Bearer` to POST /tickets) for a single-use
+// ticket before each (re)connect and connects with `?ticket=`; a plain string
+// `token` is sent as `?token=` as before (it then shows in access logs).
 
 const NO_RECONNECT = new Set([1008, 4001, 4003, 4004, 4400]);
 // Rejoin failures worth another connection; any other error loses the room.
@@ -62,13 +68,59 @@ function listeners() {
   };
 }
 
-function wsUrl(url, token) {
-  const base = typeof location !== "undefined" ? location.href : undefined;
-  const u = new URL(url, base);
+function absolute(url) {
+  return new URL(url, typeof location !== "undefined" ? location.href : undefined);
+}
+
+// `credentials`: `{ ticket }` (a connection ticket) or `{ token }` (legacy `?token=`).
+function wsUrl(url, credentials = {}) {
+  const u = absolute(url);
   if (u.protocol === "http:") u.protocol = "ws:";
   else if (u.protocol === "https:") u.protocol = "wss:";
-  if (token != null) u.searchParams.set("token", token);
+  if (credentials.ticket != null) {
+    u.searchParams.delete("token");
+    u.searchParams.set("ticket", credentials.ticket);
+  } else if (credentials.token != null) {
+    u.searchParams.set("token", credentials.token);
+  }
   return u.toString();
+}
+
+// The POST /tickets endpoint beside a /ws or /sse endpoint (or the endpoint itself).
+function ticketEndpoint(url) {
+  const u = absolute(url);
+  if (u.protocol === "ws:") u.protocol = "http:";
+  else if (u.protocol === "wss:") u.protocol = "https:";
+  u.pathname = u.pathname.replace(/\/(ws|sse|tickets)\/?$/, "") + "/tickets";
+  u.search = u.hash = "";
+  return u.toString();
+}
+
+const TICKET_REFUSALS = { 401: 4001, 403: 4003 }; // as close codes: no reconnect after these
+
+/**
+ * A single-use connection ticket from the server's `POST /tickets`, for
+ * `/ws?ticket=...` or `/sse?ticket=...`: credentials that may travel in a URL
+ * (valid once, for seconds). `url` is the /ws or /sse endpoint, or /tickets
+ * itself. `token` is sent as `Authorization: Bearer`; the page's cookies are
+ * sent with `credentials` ("same-origin" by default). Rejects with a
+ * DialogueError (`UNAUTHORIZED` when the server refused the credentials).
+ */
+export async function fetchTicket(url, { token, credentials = "same-origin" } = {}) {
+  const headers = token != null ? { Authorization: `Bearer ${token}` } : {};
+  let response;
+  try {
+    response = await fetch(ticketEndpoint(url), { method: "POST", headers, credentials });
+  } catch (err) {
+    throw new DialogueError("UNAVAILABLE", `could not get a ticket: ${err.message}`, { closeCode: 1006 });
+  }
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok || typeof body.ticket !== "string") {
+    const error = body.error || {};
+    throw new DialogueError(error.code || "UNAVAILABLE", error.message || `POST /tickets: ${response.status}`,
+      { ...error, closeCode: TICKET_REFUSALS[response.status] ?? 1006 });
+  }
+  return body.ticket;
 }
 
 function defined(fields) {
@@ -370,14 +422,19 @@ class Client {
     this._on.state.emit(state, info);
   }
 
-  async _token() {
-    const { token } = this.options;
-    return typeof token === "function" ? await token() : token;
+  // Before each (re)connect: a fresh ticket (when `ticket` is on; by default when `token`
+  // is a function), or the token for `?token=`.
+  async _credentials() {
+    const { token, ticket, ticketUrl, credentials } = this.options;
+    const value = typeof token === "function" ? await token() : token;
+    if (!(ticket ?? typeof token === "function")) return { token: value };
+    if (typeof ticket === "function") return { ticket: await ticket() };
+    return { ticket: await fetchTicket(ticketUrl || this.url, { token: value, credentials }) };
   }
 
   // Open a socket and wait for hello; rejects with a DialogueError (`.closeCode`).
   async _open() {
-    const url = wsUrl(this.url, await this._token());
+    const url = wsUrl(this.url, await this._credentials());
     const { ackTimeout } = this.options;
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(url);
@@ -667,9 +724,12 @@ class Client {
  * a DialogueError if this first attempt fails (UNAUTHORIZED for close 4001).
  */
 export async function connect(url, {
-  token, reconnect = true, ackTimeout = 10000, backoffInitial = 250, backoffMax = 10000, heartbeat,
+  token, ticket, ticketUrl, credentials, reconnect = true, ackTimeout = 10000, backoffInitial = 250,
+  backoffMax = 10000, heartbeat,
 } = {}) {
-  const client = new Client(url, { token, reconnect, ackTimeout, backoffInitial, backoffMax, heartbeat });
+  const client = new Client(url, {
+    token, ticket, ticketUrl, credentials, reconnect, ackTimeout, backoffInitial, backoffMax, heartbeat,
+  });
   client._setState("connecting");
   try {
     await client._open();

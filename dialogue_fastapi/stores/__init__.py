@@ -15,18 +15,21 @@ from .base import (
     AuditEntry,
     AuditQuery,
     AuditStore,
+    DeadLetterStore,
     EventStore,
     HistoryQuery,
     PermanentStoreError,
     PrunableStore,
     Rejection,
     RoomStore,
+    SingleWriterStore,
 )
 from .memory import MemoryStore
 
 __all__ = [
-    "AuditEntry", "AuditQuery", "AuditStore", "EventStore", "HistoryQuery", "MemoryStore",
-    "PermanentStoreError", "PrunableStore", "Rejection", "RoomStore", "store_from_config",
+    "AuditEntry", "AuditQuery", "AuditStore", "DeadLetterStore", "EventStore", "HistoryQuery",
+    "MemoryStore", "PermanentStoreError", "PrunableStore", "Rejection", "RoomStore", "SingleWriterStore",
+    "store_from_config",
 ]
 
 _NEEDS = {

@@ -201,3 +201,26 @@ class AuditStore(Protocol):
     async def audit(self, query: AuditQuery) -> list[AuditEntry]:
         """Accepted and/or rejected entries matching the query, ascending ts."""
         ...
+
+
+@runtime_checkable
+class DeadLetterStore(Protocol):
+    """Optional: a place for events the store refused as data (instead of dropping them)."""
+
+    async def record_dead_letter(self, message: EventMessage, epoch: str | None, error: str) -> None:
+        """Keep a refused event with the error; raise :class:`PermanentStoreError` if it cannot be kept."""
+        ...
+
+    async def count_dead_letters(self) -> int:
+        """How many dead letters are kept."""
+        ...
+
+
+@runtime_checkable
+class SingleWriterStore(Protocol):
+    """Optional: an embedded store that can refuse a second process on the same database."""
+
+    def require_single_writer(self) -> None:
+        """Before ``start``: no other process shares this node's broker, so ``start`` must
+        fail if another process already uses the database (and change nothing)."""
+        ...

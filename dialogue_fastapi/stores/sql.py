@@ -13,24 +13,19 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..types import EventMessage, Position
-from .base import AuditEntry, AuditQuery, HistoryQuery, Rejection
-from .sql_engine import (
-    check_url,
-    classify,
-    create_engine,
-    ensure_schema,
-    insert_ignore,
-    read_meta,
-    upsert,
-    write_meta,
-)
+from . import sql_dead_letters as dead
+from .base import AuditEntry, AuditQuery, HistoryQuery, PermanentStoreError, Rejection
+from .sql_engine import check_url, create_engine, insert_ignore, read_meta, upsert, write_meta
+from .sql_errors import classify, first_line, outage
+from .sql_lock import FileLock, lock_path
 from .sql_queries import (
     audit_entry,
     audit_selects,
+    count_select,
     event_rows,
     history_select,
     message_from_row,
@@ -40,6 +35,7 @@ from .sql_queries import (
     rejection_rows,
 )
 from .sql_schema import DEFAULT_PREFIX, Tables, build_tables, utcnow
+from .sql_setup import ensure_schema
 
 logger = logging.getLogger("dialogue_fastapi")
 RUN_STATE = "run_state"
@@ -50,7 +46,8 @@ class SqlStore:
 
     Pass an instance as ``persistence=`` to change the prefix, reuse your
     application's ``AsyncEngine`` (it is then not disposed on stop), or turn
-    off automatic migrations.
+    off automatic migrations. Events the database refuses as data go to the
+    dead-letter table (:meth:`dead_letters`).
     """
 
     supports_outbox = True  # dialogue.publish_in writes rows with stores.sql_outbox
@@ -66,6 +63,13 @@ class SqlStore:
         self._engine_options = engine_options
         self.schema: str | None = None  # "created", "current" or "migrated" after start
         self.unclean_start = False  # the previous run did not stop cleanly
+        self._lock: FileLock | None = None
+
+    def require_single_writer(self) -> None:
+        """Lock a SQLite file against other processes on start (the Runtime asks for it
+        when its broker is the memory broker); see :mod:`.sql_lock`."""
+        path = lock_path(self._url or self.engine.url.render_as_string(hide_password=False))
+        self._lock = None if path is None else FileLock(path)
 
     @property
     def engine(self) -> AsyncEngine:
@@ -74,6 +78,8 @@ class SqlStore:
         return self._engine
 
     async def start(self) -> None:
+        if self._lock is not None:
+            self._lock.acquire()  # first: a second process changes nothing
         if self._engine is None:
             assert self._url is not None
             self._engine = create_engine(self._url, **self._engine_options)
@@ -86,6 +92,8 @@ class SqlStore:
             if self._url is not None:
                 await self._engine.dispose()
                 self._engine = None
+            if self._lock is not None:
+                self._lock.release()
             raise
 
     async def stop(self) -> None:
@@ -99,6 +107,8 @@ class SqlStore:
         if self._url is not None:
             await self._engine.dispose()
             self._engine = None
+        if self._lock is not None:
+            self._lock.release()
 
     # EventStore ----------------------------------------------------------------
     async def append(self, messages: list[EventMessage], epochs: Mapping[str, str]) -> None:
@@ -220,9 +230,21 @@ class SqlStore:
 
     async def count_events(self, room: str | None = None) -> int:
         """How many events are stored (in one room or all): for tests and operators."""
-        e = self.tables.events.c
-        stmt = select(func.count()).select_from(self.tables.events)
-        if room is not None:
-            stmt = stmt.where(e.room == room)
         async with self.engine.connect() as conn:
-            return int((await conn.execute(stmt)).scalar() or 0)
+            return int((await conn.execute(count_select(self.tables, room))).scalar() or 0)
+
+    # DeadLetterStore -----------------------------------------------------------
+    async def record_dead_letter(self, message: EventMessage, epoch: str | None, error: str) -> None:
+        try:
+            await dead.record(self.engine, self.tables, message, epoch, error)
+        except Exception as exc:
+            if outage(exc):
+                raise  # the writer retries the batch
+            raise PermanentStoreError(first_line(exc)) from exc
+
+    async def count_dead_letters(self) -> int:
+        return await dead.count(self.engine, self.tables)
+
+    async def dead_letters(self, limit: int = 100, room: str | None = None) -> list[dead.DeadLetter]:
+        """The newest ``limit`` dead letters (of one room, or all), oldest first."""
+        return await dead.read(self.engine, self.tables, limit, room)

@@ -1,43 +1,33 @@
-"""Engines for the SQL store: URLs, SQLite pragmas, JSON, upserts and schema setup."""
+"""Engines for the SQL store: URLs, SQLite pragmas, JSON, upserts and the meta table.
+
+Schema setup is in :mod:`.sql_setup`, error classification in :mod:`.sql_errors`.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import (
-    Column,
-    MetaData,
-    PrimaryKeyConstraint,
-    String,
-    Table,
-    event,
-    func,
-    insert,
-    inspect,
-    select,
-    text,
-)
+from sqlalchemy import event, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.dml import Insert
 
-from .base import PermanentStoreError
-from .sql_schema import SCHEMA_REVISION, Tables
+from .sql_errors import classify, permanent
+from .sql_schema import Tables
 
 logger = logging.getLogger("dialogue_fastapi")
+__all__ = ["check_url", "classify", "create_engine", "insert_ignore", "normalise_url", "permanent",
+           "read_meta", "upsert", "write_meta"]
 
 DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg",
            "postgres": "postgresql+asyncpg"}
-KNOWN_REVISIONS = ["r0001"]  # oldest first; the last one is SCHEMA_REVISION
 _NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 
@@ -126,77 +116,6 @@ def upsert(
     for column in greatest:
         values[column] = biggest(table.c[column], stmt.excluded[column])
     return stmt.on_conflict_do_update(index_elements=keys, set_=values)
-
-
-def permanent(exc: BaseException) -> bool:
-    """Errors about the data itself (retrying the same rows cannot succeed)."""
-    if isinstance(exc, DataError | IntegrityError):
-        return True
-    return isinstance(exc, StatementError) and not isinstance(exc, DBAPIError)
-
-
-def classify(exc: Exception) -> Exception:
-    """Wrap data errors in :class:`PermanentStoreError`; anything else is transient."""
-    if permanent(exc):
-        return PermanentStoreError(str(exc).splitlines()[0][:300])
-    return exc
-
-
-def _lock_key(prefix: str) -> int:
-    digest = hashlib.sha256(f"dialogue-fastapi:{prefix}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
-async def ensure_schema(conn: AsyncConnection, tables: Tables, auto_migrate: bool) -> str:
-    """Create missing tables or migrate; returns what happened (``created``/``current``/``migrated``)."""
-    if conn.dialect.name == "postgresql":  # one process at a time sets the schema up
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"),
-                           {"key": _lock_key(tables.prefix)})
-    version = await conn.run_sync(_read_version, tables)
-    if version is None:
-        await conn.run_sync(tables.metadata.create_all)
-        await conn.run_sync(_stamp, tables, SCHEMA_REVISION)
-        return "created"
-    if version == SCHEMA_REVISION:
-        return "current"
-    if version not in KNOWN_REVISIONS:
-        raise RuntimeError(
-            f"the database schema of {tables.prefix!r} is at revision {version}, newer than "
-            f"this dialogue-fastapi ({SCHEMA_REVISION}): upgrade dialogue-fastapi"
-        )
-    if not auto_migrate:
-        raise RuntimeError(
-            f"the database schema of {tables.prefix!r} is at revision {version}; run "
-            f"'python -m dialogue_fastapi.stores.migrate upgrade --url ...' "
-            f"(or pass auto_migrate=True)"
-        )
-    from .migrate import run_upgrade
-
-    await conn.run_sync(run_upgrade, tables.prefix, SCHEMA_REVISION)
-    logger.info("dialogue-fastapi schema migrated from %s to %s", version, SCHEMA_REVISION)
-    return "migrated"
-
-
-def _read_version(conn: Connection, tables: Tables) -> str | None:
-    inspector = inspect(conn)
-    if not inspector.has_table(tables.version_table):
-        if inspector.has_table(tables.events.name):
-            raise RuntimeError(
-                f"{tables.events.name} exists but {tables.version_table} does not: stamp the "
-                "schema with 'python -m dialogue_fastapi.stores.migrate stamp --url ...'"
-            )
-        return None
-    row = conn.execute(text(f"SELECT version_num FROM {tables.version_table}")).first()
-    return None if row is None else str(row[0])
-
-
-def _stamp(conn: Connection, tables: Tables, revision: str) -> None:
-    version = Table(tables.version_table, MetaData(),
-                    Column("version_num", String(32), nullable=False),
-                    PrimaryKeyConstraint("version_num", name=f"{tables.version_table}_pkc"))
-    version.create(conn, checkfirst=True)
-    conn.execute(version.delete())
-    conn.execute(version.insert().values(version_num=revision))
 
 
 async def read_meta(conn: AsyncConnection, tables: Tables, key: str) -> str | None:

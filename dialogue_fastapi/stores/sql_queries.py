@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, or_, select
+from sqlalchemy import Select, and_, delete, func, or_, select
 from sqlalchemy.engine import Row
 from sqlalchemy.sql.dml import Delete
 
@@ -62,6 +62,12 @@ def history_select(t: Tables, q: HistoryQuery) -> Select[Any]:
         where.append(e.ts <= q.until_ts)
     order = e.seq.asc() if q.after is not None else e.seq.desc()
     return select(t.events).where(and_(*where)).order_by(order).limit(max(q.limit, 0))
+
+
+def count_select(t: Tables, room: str | None) -> Select[Any]:
+    """The number of stored events (of one room, or all)."""
+    stmt = select(func.count()).select_from(t.events)
+    return stmt if room is None else stmt.where(t.events.c.room == room)
 
 
 def prune_events(

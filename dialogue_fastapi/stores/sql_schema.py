@@ -33,7 +33,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_REVISION = "r0001"
+SCHEMA_REVISION = "r0002"
 DEFAULT_PREFIX = "dialogue_"
 _PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,23}$")
 
@@ -103,6 +103,7 @@ class Tables:
     audit: Table
     outbox: Table
     meta: Table
+    dead_letters: Table
     version_table: str
 
     def names(self) -> list[str]:
@@ -123,7 +124,8 @@ def build_tables(prefix: str = DEFAULT_PREFIX) -> Tables:
     md = MetaData(naming_convention=NAMING_CONVENTION)
     events, rooms = _event_tables(md, p)
     push, audit, outbox, meta = _other_tables(md, p)
-    return Tables(p, md, events, rooms, push, audit, outbox, meta, f"{p}alembic_version")
+    return Tables(p, md, events, rooms, push, audit, outbox, meta, _dead_letters(md, p),
+                  f"{p}alembic_version")
 
 
 def _event_tables(md: MetaData, p: str) -> tuple[Table, Table]:
@@ -203,3 +205,20 @@ def _other_tables(md: MetaData, p: str) -> tuple[Table, Table, Table, Table]:
     meta = Table(f"{p}meta", md, Column("key", String(64), primary_key=True),
                  Column("value", Text, nullable=False))
     return push, audit, outbox, meta
+
+
+def _dead_letters(md: MetaData, p: str) -> Table:
+    """Events the database refused as data: kept as text (NULs escaped) to inspect or replay."""
+    return Table(
+        f"{p}dead_letters", md,
+        Column("id", RowId, primary_key=True, autoincrement=True),
+        Column("room", Text, nullable=False),
+        Column("seq", BigInteger),  # None: out of the 64-bit range
+        Column("epoch", String(64)),
+        Column("event", Text, nullable=False),
+        Column("sender", Text, nullable=False),
+        Column("ts", BigInteger),
+        Column("error", Text, nullable=False),
+        Column("message", Text, nullable=False),  # the whole event as JSON text
+        Column("created_at", UTCDateTime, nullable=False, default=utcnow, index=True),
+    )

@@ -5,7 +5,9 @@ otherwise after at most ``interval`` seconds. A failed write stays at the
 head of the queue and is retried with capped exponential backoff (jittered,
 at most ``retry_max`` seconds apart); a batch the store refuses as data
 (:class:`PermanentStoreError`) is split until the bad event is alone, and only
-that one is dropped, loudly. ``stop`` flushes what is pending first.
+that one is set aside: into the store's dead letters (:class:`DeadLetterStore`)
+with a warning, or dropped with an error if the store has none or refuses the
+dead letter too. The writer then goes on. ``stop`` flushes what is pending first.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import random
 from collections.abc import Mapping
 from itertools import islice
 
-from .base import AuditStore, PermanentStoreError
+from ..types import EventMessage
+from .base import AuditStore, DeadLetterStore, PermanentStoreError
 from .write_queue import WriteQueue, _Item
 
 logger = logging.getLogger("dialogue_fastapi")
@@ -29,6 +32,11 @@ class WriteLoop(WriteQueue):
     async def start(self) -> None:
         if self._task is not None:
             return
+        if isinstance(self.store, DeadLetterStore):
+            try:
+                self.dead_letters = await self.store.count_dead_letters()
+            except Exception as exc:
+                logger.warning("could not count the dead letters: %s", exc)
         self._wake, self._urgent = asyncio.Event(), asyncio.Event()
         self._closing, self._started_once = False, True
         self._wake.set()
@@ -115,7 +123,7 @@ class WriteLoop(WriteQueue):
             item.future.set_result(ok)
 
     async def _write(self, batch: list[_Item], epochs: Mapping[str, str]) -> list[_Item]:
-        """Append; a batch the store refuses is split until the bad event is alone (and dropped)."""
+        """Append; a batch the store refuses is split until the bad event is alone (set aside)."""
         try:
             await self.store.append([i.message for i in batch if i.message is not None], epochs)
             return []
@@ -123,12 +131,26 @@ class WriteLoop(WriteQueue):
             if len(batch) == 1:
                 m = batch[0].message
                 assert m is not None
-                logger.error("event %s/%s seq %d cannot be stored and is dropped: %s",
-                             m.room, m.event, m.seq, exc)
-                self.dropped += 1
+                await self._set_aside(m, epochs.get(m.room), str(exc))
                 return batch
             mid = len(batch) // 2
             return await self._write(batch[:mid], epochs) + await self._write(batch[mid:], epochs)
+
+    async def _set_aside(self, m: EventMessage, epoch: str | None, error: str) -> None:
+        """A refused event goes to the dead letters; if it cannot, it is dropped (logged)."""
+        self.dropped += 1
+        if isinstance(self.store, DeadLetterStore):
+            try:
+                await self.store.record_dead_letter(m, epoch, error)
+            except PermanentStoreError as exc:  # other errors: the batch is retried
+                error = f"{error}; the dead letter was refused too: {exc}"
+            else:
+                self.dead_letters += 1
+                logger.warning("event %r/%r seq %d was refused by the database and kept as a "
+                               "dead letter: %s", m.room, m.event, m.seq, error)
+                return
+        logger.error("event %r/%r seq %d cannot be stored and is dropped: %s; the event: %r",
+                     m.room, m.event, m.seq, error, m.to_record())
 
     async def _epochs_for(self, batch: list[_Item]) -> dict[str, str]:
         rooms = {item.message.room for item in batch if item.message is not None}

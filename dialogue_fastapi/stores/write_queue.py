@@ -52,6 +52,7 @@ class WriteQueue:
         self._urgent: asyncio.Event | None = None
         self._started_once = self._closing = self.failing = False
         self.written = self.dropped = self.retries = 0
+        self.dead_letters = 0  # kept by the store: counted at start, then as they come
 
     @property
     def pending(self) -> int:

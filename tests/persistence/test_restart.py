@@ -97,6 +97,8 @@ async def crash(dialogue: Dialogue) -> None:
         if background is not None:
             await background.stop()
     await rt.store.engine.dispose()  # type: ignore[union-attr]
+    if rt.store._lock is not None:  # type: ignore[union-attr]
+        rt.store._lock.release()  # type: ignore[union-attr]  # the OS frees a dead process's lock
 
 
 async def test_after_a_crash_clients_resync_instead_of_trusting_seqs(db: Database) -> None:

@@ -1,1 +1,1 @@
-"""Revisions, oldest first: r0001 (the initial schema)."""
+"""Revisions, oldest first: r0001 (the initial schema), r0002 (dead letters)."""

@@ -1,0 +1,45 @@
+"""The one room lookup and the one access rule (``before_join``) of every transport."""
+
+from __future__ import annotations
+
+from ..errors import DialogueError, Forbidden, Reject, error_for_code
+from ..hooks import call_maybe_async
+from ..rooms import Room
+from ..rules import check_room_id
+from ..runtime import Runtime
+from .caller import Caller
+
+
+class Access:
+    """Resolves room ids and asks ``before_join`` for callers that are not members."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self._rt = rt
+
+    def room(self, room_id: object) -> Room:
+        """The room of an id a caller names: BAD_REQUEST for a malformed id, else
+        ROOM_NOT_FOUND. (Room families will resolve here too.)"""
+        return self._rt.registry.get(check_room_id(room_id, self._rt.config.max_room_id_length))
+
+    async def may_see(self, caller: Caller, room: Room) -> None:
+        """Presence, details, history and REST publishes: a member of the room, the
+        application, or whoever ``before_join`` admits; else FORBIDDEN."""
+        if caller.is_server or caller.member_of(room.id):
+            return
+        hook = self._rt.hooks.before_join
+        if hook is None:
+            return
+        try:
+            allowed = await call_maybe_async(hook, caller.identity, room.id)
+        except Reject as exc:
+            code = "FORBIDDEN" if exc.code in ("BLOCKED", "JOIN_DENIED") else exc.code
+            raise error_for_code(code, exc.reason, reason=exc.reason) from None
+        except DialogueError:
+            raise
+        if allowed is False:
+            raise Forbidden(f"access to room '{room.id}' was refused", reason="refused")
+
+    def check_channel(self, caller: Caller, room: Room) -> None:
+        """A live connection may only use a room over the channels the room lists."""
+        if caller.conn is not None and caller.transport not in room.config.channels:
+            raise Forbidden(f"room '{room.id}' is not available over {caller.transport}")

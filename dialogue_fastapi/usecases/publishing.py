@@ -1,0 +1,39 @@
+"""Publish: the one way an event enters a room, from any transport or the application."""
+
+from __future__ import annotations
+
+from ..publisher import PublishResult
+from ..runtime import Runtime
+from ..types import EventMessage
+from .access import Access
+from .caller import Caller
+from .requests import PublishRequest
+
+
+class Publishing:
+    """Access (channel, ``before_join`` for callers without a connection), then the
+    publish pipeline, whose first step enforces the input rules."""
+
+    def __init__(self, rt: Runtime, access: Access) -> None:
+        self._rt = rt
+        self._access = access
+
+    async def publish(self, caller: Caller, request: PublishRequest) -> PublishResult:
+        room = self._access.room(request.room)
+        self._access.check_channel(caller, room)
+        if caller.conn is None and not caller.is_server:  # REST: no membership to check
+            await self._access.may_see(caller, room)
+        return await self._rt.publisher.publish(
+            room, request.event, request.data, identity=caller.identity,
+            transport=caller.transport, client_id=caller.client_id,
+            joined=caller.member_of(room.id), meta=request.meta,
+            idempotency_key=request.idempotency_key, ip=caller.ip, tools=caller.tools,
+        )
+
+    async def trigger(self, request: PublishRequest, from_: str = "server") -> EventMessage:
+        """The application's publish: validated like a client's, never rate limited."""
+        outcome = await self.publish(Caller.server(from_), request)
+        if outcome.message is None:  # dropped by a middleware: nothing was published
+            return EventMessage(request.room, request.event, request.data, from_,
+                                meta=dict(request.meta or {}))
+        return outcome.message

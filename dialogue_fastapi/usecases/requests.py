@@ -1,0 +1,52 @@
+"""Typed requests of the use cases: what each operation takes, whatever the transport."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..types import Position
+
+EventSelection = list[str] | Literal["*"] | None
+
+
+@dataclass(frozen=True, slots=True)
+class PublishRequest:
+    room: str
+    event: str
+    data: Any = None
+    meta: dict[str, Any] | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRequest:
+    room: str
+    event: str | None = None
+    limit: int = 50
+    before: int | None = None
+    after: int | None = None
+    sender: str | None = None
+    since_ts: int | None = None
+    until_ts: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRequest:
+    room: str
+    subscriptions: EventSelection = None
+    since: Position | None = None
+    history: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CreateRoomRequest:
+    """A client's room: only names of events the application defined."""
+
+    room: str
+    name: str
+    description: str | None = None
+    max_size: int | None = None
+    events: list[str] | None = None
+    presence_events: bool = False
+    sync_history_on_join: int = 0
