@@ -19,7 +19,6 @@ from typing import Any, Protocol
 import orjson
 
 from .errors import CloseCode
-from .sse_cursor import event_frame
 from .types import EventMessage, Identity, PresenceEntry
 
 logger = logging.getLogger("dialogue_fastapi")
@@ -102,6 +101,9 @@ class QueuedEvent:
 
 
 Queued = str | QueuedEvent
+#: how a transport frames a room event: (message, its encoded envelope, a dict shared by
+#: every recipient of this one delivery) -> what to queue. None: the envelope as it is.
+EventFramer = Callable[[EventMessage, str, dict[str, str]], Queued]
 
 
 class Connection:
@@ -109,7 +111,7 @@ class Connection:
 
     def __init__(
         self, transport: Transport, identity: Identity, limits: QueueLimits,
-        *, ip: str | None = None, event_items: bool = False,
+        *, ip: str | None = None, framer: EventFramer | None = None,
     ) -> None:
         self.client_id = "c_" + secrets.token_hex(6)
         self.identity = identity
@@ -123,9 +125,7 @@ class Connection:
         self.reported_gone = False  # another node already ran its leave/disconnect hooks
         self._limits = limits
         self._queue: deque[Queued | _Close] = deque()
-        self._event_items = event_items
-        # a single-room SSE stream: its events are SSE messages shared by every such stream
-        self.sse_epoch: str | None = None
+        self.framer = framer  # set by transports that frame events themselves (SSE)
         self.coalesce = 0  # next_batch waits one loop turn when fewer items are queued
         self.tools: Any = None  # the PublishTools its publishes run with (from the route)
         self._queued_bytes = 0
@@ -149,17 +149,18 @@ class Connection:
 
     def queue_event(self, item: QueuedEvent) -> bool:
         """Queue an event already split into its parts (replayed events of an SSE stream)."""
-        return self._enqueue(item if self._event_items else item.text, len(item.text))
+        return self._enqueue(item, len(item.text))
 
-    def send_event(self, message: EventMessage, text: str) -> bool:
-        """Queue a room event (``text``: its encoded envelope); False if closing."""
-        if self.sse_epoch is not None:
-            frame = event_frame(message.room, self.sse_epoch, message.seq, message.event, text)
-            return self._enqueue(frame, len(frame))
-        if self._event_items:
-            item = QueuedEvent(message.room, message.seq, message.event, text)
-            return self._enqueue(item, len(text))
-        return self._enqueue(text, len(text))
+    def send_event(
+        self, message: EventMessage, text: str, shared: dict[str, str] | None = None
+    ) -> bool:
+        """Queue a room event (``text``: its encoded envelope), framed by the transport's
+        framer if it has one; False if closing."""
+        framer = self.framer
+        if framer is None:
+            return self._enqueue(text, len(text))
+        item = framer(message, text, {} if shared is None else shared)
+        return self._enqueue(item, len(item) if isinstance(item, str) else len(item.text))
 
     def _enqueue(self, item: Queued, size: int) -> bool:
         if self.closed:

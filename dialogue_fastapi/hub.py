@@ -2,7 +2,8 @@
 
 The broker hands every event of a room this node listens to to
 :meth:`Hub.deliver`, in seq order. The event is encoded once and queued on
-each subscribed member. A member still joining buffers live events in its
+each subscribed member; a transport that frames events its own way (SSE) does
+so through the connection's framer, never here. A member still joining buffers live events in its
 ``pending`` list until its join reply is queued; :meth:`Hub.release` then
 flushes exactly the ones after the replayed position (no gap, no duplicate).
 """
@@ -13,7 +14,6 @@ import orjson
 
 from .brokers.base import Broker
 from .connection import Connection, Membership
-from .sse_cursor import event_frame
 from .types import EventMessage
 
 
@@ -34,7 +34,7 @@ class Hub:
             return 0
         text = orjson.dumps(message.to_wire()).decode()
         seq, event, sent = message.seq, message.event, 0
-        frames: dict[str, str] = {}  # single-room SSE messages, built once per epoch
+        shared: dict[str, str] = {}  # what framing transports build once per delivery
         for conn, membership in members.values():
             if membership.pending is not None:
                 if membership.wants(event):
@@ -43,17 +43,7 @@ class Hub:
             if seq <= membership.last_seq:
                 continue
             membership.last_seq = seq
-            if not membership.wants(event):
-                continue
-            epoch = conn.sse_epoch
-            if epoch is None:
-                queued = conn.send_event(message, text)
-            else:
-                frame = frames.get(epoch)
-                if frame is None:
-                    frame = frames[epoch] = event_frame(message.room, epoch, seq, event, text)
-                queued = conn.send_text(frame)
-            if queued:
+            if membership.wants(event) and conn.send_event(message, text, shared):
                 sent += 1
         self.delivered += sent
         return sent

@@ -40,10 +40,3 @@ def decode_cursor(value: str) -> dict[str, Position]:
     if len(found) != len(items) or any(p.seq < 0 for p in found.values()):
         raise BadRequest("Last-Event-ID is not a valid cursor; reconnect without it")
     return found
-
-
-def event_frame(room: str, epoch: str, seq: int, event: str, text: str) -> str:
-    """The SSE message of one event on a single-room stream (the same for every such
-    stream of the room, so it is built once per event)."""
-    cursor = encode_cursor({room: Position(seq, epoch)})
-    return f"id: {cursor}\nevent: {event}\ndata: {text}\n\n"

@@ -14,9 +14,9 @@ from typing import Any
 
 import orjson
 
-from .connection import Connection, Queued, QueuedEvent
+from .connection import Connection, EventFramer, Queued, QueuedEvent
 from .sse_cursor import encode_cursor
-from .types import Position
+from .types import EventMessage, Position
 
 
 class SseTransport:
@@ -33,6 +33,41 @@ class SseTransport:
 
 def dialogue_frame(text: str) -> str:
     return f"event: dialogue\ndata: {text}\n\n"
+
+
+def event_field(name: str) -> str:
+    """An event name as an SSE ``event:`` value. Names with line breaks are refused at
+    publish; events stored before that rule could still hold one, and a line break here
+    would let it write fields of its own (``id:``, ``retry:``) into other users' streams."""
+    if "\n" in name or "\r" in name:
+        return name.replace("\r", " ").replace("\n", " ")
+    return name
+
+
+def event_frame(room: str, epoch: str, seq: int, event: str, text: str) -> str:
+    """The SSE message of one event on a single-room stream (the same for every such
+    stream of the room, so it is built once per event)."""
+    cursor = encode_cursor({room: Position(seq, epoch)})
+    return f"id: {cursor}\nevent: {event_field(event)}\ndata: {text}\n\n"
+
+
+def stream_framer(message: EventMessage, text: str, shared: dict[str, str]) -> QueuedEvent:
+    """A stream of several rooms: the ``id:`` cursor is computed when the event is written."""
+    return QueuedEvent(message.room, message.seq, message.event, text)
+
+
+def single_room_framer(epoch: str) -> EventFramer:
+    """A stream of one room: the whole SSE message, shared by every such stream of the room
+    within one delivery."""
+
+    def frame(message: EventMessage, text: str, shared: dict[str, str]) -> str:
+        key = "sse:" + epoch
+        built = shared.get(key)
+        if built is None:
+            built = shared[key] = event_frame(message.room, epoch, message.seq, message.event, text)
+        return built
+
+    return frame
 
 
 class SseStream:
@@ -71,7 +106,8 @@ class SseStream:
                 if known is not None and item.seq > known.seq:
                     self.positions[item.room] = Position(item.seq, known.epoch)
                     self._cursor = None
-                parts.append(f"id: {self.cursor}\nevent: {item.event}\ndata: {item.text}\n\n")
+                parts.append(f"id: {self.cursor}\nevent: {event_field(item.event)}\n"
+                             f"data: {item.text}\n\n")
             elif item.startswith("id: "):  # an event's SSE message, built by the hub
                 parts.append(item)
             else:
