@@ -13,12 +13,8 @@ command waits until the lane is empty, so it sees the publishes before it.
 from __future__ import annotations
 
 import asyncio
-import contextvars
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
-
-_turn: contextvars.ContextVar[Turn | None] = contextvars.ContextVar("dialogue_publish_turn",
-                                                                   default=None)
 
 
 class Turn:
@@ -40,11 +36,6 @@ class Turn:
             self._mine.set_result(None)
 
 
-def current_turn() -> Turn | None:
-    """The turn of the publish running in this task, if it runs in a lane."""
-    return _turn.get()
-
-
 class PublishLane:
     """Up to ``limit`` publishes of one connection in flight, in order."""
 
@@ -53,21 +44,17 @@ class PublishLane:
         self._tail: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def start(self, run: Coroutine[Any, Any, None]) -> None:
-        """Run ``run`` (one publish) in the lane; waits while ``limit`` are in flight."""
-        try:
-            await self._slots.acquire()
-        except BaseException:
-            run.close()
-            raise
+    async def start(self, run: Callable[[Turn], Coroutine[Any, Any, None]]) -> None:
+        """Run ``run(turn)`` (one publish, handed its turn) in the lane; waits while ``limit``
+        are in flight."""
+        await self._slots.acquire()
         mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         turn, self._tail = Turn(self._tail, mine), mine
-        task = asyncio.create_task(self._run(run, turn), context=contextvars.copy_context())
+        task = asyncio.create_task(self._run(run(turn), turn))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, run: Coroutine[Any, Any, None], turn: Turn) -> None:
-        _turn.set(turn)
         try:
             await run
         finally:

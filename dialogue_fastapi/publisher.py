@@ -29,7 +29,7 @@ from .history import HistoryReader
 from .hooks import correlation_id, fire
 from .outages import is_outage
 from .pipeline import Middleware, PublishContext, apply_before_each, run_middleware
-from .publish_lane import current_turn
+from .publish_lane import Turn
 from .rate_limit import EventLimiter, Limiter, Sender
 from .rooms import Room
 from .rules import check_event_name, check_payload, check_text
@@ -96,14 +96,15 @@ class Publisher:
         self, room: Room, event: str, data: Any, *, identity: Identity | None,
         transport: str, client_id: str | None = None, joined: bool | None = None,
         meta: dict[str, Any] | None = None, idempotency_key: str | None = None,
-        ip: str | None = None, tools: PublishTools | None = None,
+        ip: str | None = None, tools: PublishTools | None = None, turn: Turn | None = None,
     ) -> PublishResult:
-        """Run the whole pipeline; raises a DialogueError with the protocol code."""
+        """Run the whole pipeline; raises a DialogueError with the protocol code. ``turn``:
+        the publish's place in its connection's lane (handed to the broker in that order)."""
         try:
             return await self._run(room, event, data, identity=identity, transport=transport,
                                    client_id=client_id, joined=joined, meta=meta,
                                    idempotency_key=idempotency_key, commit=True, ip=ip,
-                                   tools=tools or self.tools)
+                                   tools=tools or self.tools, turn=turn)
         except DialogueError as exc:
             self._record_rejection(room, event, data, identity, meta, exc)
             raise
@@ -146,7 +147,7 @@ class Publisher:
         self, room: Room, event: str, data: Any, *, identity: Identity | None, transport: str,
         client_id: str | None, joined: bool | None, meta: dict[str, Any] | None,
         idempotency_key: str | None, commit: bool, ip: str | None = None,
-        tools: PublishTools | None = None,
+        tools: PublishTools | None = None, turn: Turn | None = None,
     ) -> PublishResult:
         tools = tools or self.tools
         message = self._message(room, event, data, identity, joined, meta, idempotency_key)
@@ -165,7 +166,7 @@ class Publisher:
                 return accepted
             if accepted is not message:  # changed by a hook: encodable, before it takes a seq
                 self._check_changed(accepted)
-            published, duplicate = await self.commit(room, accepted)
+            published, duplicate = await self.commit(room, accepted, turn=turn)
             return published
 
         if chain:
@@ -177,7 +178,8 @@ class Publisher:
         return PublishResult(result, duplicate)
 
     async def commit(
-        self, room: Room, message: EventMessage, *, durable: bool | None = None
+        self, room: Room, message: EventMessage, *, durable: bool | None = None,
+        turn: Turn | None = None,
     ) -> tuple[EventMessage, bool]:
         """Publish an accepted message: broker (seq, fan-out), store, handlers, ``after_each``."""
         durable = self.durable(room) if durable is None else durable
@@ -185,7 +187,7 @@ class Publisher:
         if writer is not None:
             writer.reserve(durable)  # UNAVAILABLE before publishing if it could not be stored
         window, depth = self._config.recovery_window, self._history.depth(room, message.event)
-        turn, submit = current_turn(), self._submit
+        submit = self._submit
         try:
             if turn is not None and submit is not None:
                 await turn.wait()  # the connection's earlier publishes are handed over first

@@ -31,10 +31,10 @@ from .errors import (
 from .hooks import correlation_id
 from .ops import OPS
 from .outages import is_outage
-from .publish_lane import PublishLane
+from .publish_lane import PublishLane, Turn
 from .rules import json_depth
 from .runtime import Runtime
-from .usecases import UseCases
+from .usecases import Caller, UseCases
 
 logger = logging.getLogger("dialogue_fastapi")
 HARD_SIZE_FACTOR = 4  # frames above 4x max_message_size close the socket (1009)
@@ -192,12 +192,15 @@ class WebSocketSession:
         lane = self._lane
         if lane is not None:
             if op == "publish":  # in flight with the connection's other publishes, in order
-                await lane.start(self._run_op(cmd_id, op, handler, frame))
+                await lane.start(lambda turn: self._run_op(cmd_id, op, handler, frame, turn))
                 return
             await lane.drain()  # any other command sees the publishes sent before it
         await self._run_op(cmd_id, op, handler, frame)
 
-    async def _run_op(self, cmd_id: int | None, op: Any, handler: Any, frame: dict[str, Any]) -> None:
+    async def _run_op(
+        self, cmd_id: int | None, op: Any, handler: Any, frame: dict[str, Any],
+        turn: Turn | None = None,
+    ) -> None:
         replied = False
 
         def reply(result: dict[str, Any]) -> None:
@@ -207,7 +210,7 @@ class WebSocketSession:
                 self.conn.send_frame({"id": cmd_id, "ok": True, "result": result})
 
         try:
-            result = await handler(self.uc, self.conn, frame, reply)
+            result = await handler(self.uc, Caller.of(self.conn, turn), frame, reply)
         except DialogueError as exc:
             self._error(cmd_id, exc)
             if isinstance(exc, RateLimited):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..connection import Connection
+from ..publish_lane import Turn
 from ..publisher import PublishTools
 from ..types import Identity
 
@@ -20,6 +21,7 @@ class Caller:
     ip: str | None = None
     tools: PublishTools | None = None
     conn: Connection | None = None  # the live connection (WebSocket, SSE)
+    turn: Turn | None = None  # a WebSocket publish's place in its connection's order
 
     @classmethod
     def server(cls, from_: str = "server") -> Caller:
@@ -27,9 +29,10 @@ class Caller:
         return cls(None if from_ == "server" else Identity(from_), "server")
 
     @classmethod
-    def of(cls, conn: Connection) -> Caller:
+    def of(cls, conn: Connection, turn: Turn | None = None) -> Caller:
         """A live connection (its transport, identity, address and tools)."""
-        return cls(conn.identity, conn.transport.kind, conn.client_id, conn.ip, conn.tools, conn)
+        return cls(conn.identity, conn.transport.kind, conn.client_id, conn.ip, conn.tools, conn,
+                   turn)
 
     @property
     def is_server(self) -> bool:

@@ -28,6 +28,7 @@ class Publishing:
             transport=caller.transport, client_id=caller.client_id,
             joined=caller.member_of(room.id), meta=request.meta,
             idempotency_key=request.idempotency_key, ip=caller.ip, tools=caller.tools,
+            turn=caller.turn,
         )
 
     async def trigger(self, request: PublishRequest, from_: str = "server") -> EventMessage:
