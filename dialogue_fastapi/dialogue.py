@@ -16,7 +16,7 @@ from .config import DialogueConfig, RoomConfig, env_overrides, resolve_room_even
 from .events import EventDefinition, event_name
 from .handlers import Handler
 from .http_limits import HttpLimits
-from .persistence_api import audit, publish_in, to_ms
+from .persistence_api import audit, to_ms
 from .publisher import PublishTools
 from .rooms import Room
 from .routing import build_router
@@ -147,8 +147,8 @@ class Dialogue:
         after the transaction commits, once; nothing happens on rollback.
         Returns the message (``seq`` 0 until delivered), or None if dropped.
         """
-        return await publish_in(self._runtime, session, room_id, event_name(event), data,
-                                from_=from_, meta=meta, idempotency_key=idempotency_key)
+        return await self._uc.publishing.publish_in(
+            session, PublishRequest(room_id, event_name(event), data, meta, idempotency_key), from_)
 
     async def audit(
         self, room_id: str | None = None, *, event: EventDefinition | str | None = None,

@@ -7,6 +7,13 @@ their exception classes' names, so the core imports no backend library.
 
 from __future__ import annotations
 
+import logging
+import secrets
+
+from .errors import DialogueError, InternalError, Unavailable
+
+logger = logging.getLogger("dialogue_fastapi")
+
 _OUTAGE_CLASSES = {
     ("redis", "ConnectionError"), ("redis", "TimeoutError"), ("redis", "BusyLoadingError"),
     ("redis", "ReadOnlyError"), ("sqlalchemy", "OperationalError"),
@@ -22,3 +29,15 @@ def is_outage(exc: BaseException) -> bool:
         if (cls.__module__.split(".", 1)[0], cls.__name__) in _OUTAGE_CLASSES:
             return True
     return False
+
+
+def protocol_error(exc: Exception, what: str) -> DialogueError:
+    """An exception that escaped an operation, as the protocol's error: ``UNAVAILABLE``
+    for a backend outage (a warning in the log), else ``INTERNAL`` with a correlation id
+    that is also in the logged traceback. The one place that tells them apart."""
+    if is_outage(exc):
+        logger.warning("%s: backend unavailable (%s: %s)", what, type(exc).__name__, exc)
+        return Unavailable("a backend is unavailable; retry later")
+    cid = "err_" + secrets.token_hex(6)
+    logger.error("%s failed [%s]", what, cid, exc_info=exc)
+    return InternalError(f"internal error; correlation id {cid}", correlation_id=cid)

@@ -1,14 +1,11 @@
-"""The facade's persistence operations: transactional publish and the audit trail."""
+"""The facade's persistence helpers: times as ms, and the audit trail."""
 
 from __future__ import annotations
 
-import secrets
 from datetime import UTC, datetime
-from typing import Any
 
 from .runtime import Runtime
 from .stores.base import AuditEntry, AuditQuery, AuditStore
-from .types import EventMessage, Identity
 
 
 def to_ms(value: datetime | int | None) -> int | None:
@@ -18,27 +15,6 @@ def to_ms(value: datetime | int | None) -> int | None:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return int(value.timestamp() * 1000)
-
-
-async def publish_in(
-    rt: Runtime, session: Any, room_id: str, event: str, data: Any, *, from_: str,
-    meta: dict[str, Any] | None, idempotency_key: str | None,
-) -> EventMessage | None:
-    if rt.outbox is None:
-        raise RuntimeError(
-            "publish_in needs the SQL store: persistence='sqlite+aiosqlite:///file.db' "
-            "or 'postgresql+asyncpg://...'"
-        )
-    room = rt.registry.get(room_id)
-    identity = None if from_ == "server" else Identity(from_)
-    message = await rt.publisher.prepare(
-        room, event, data, identity=identity, meta=meta,
-        idempotency_key=idempotency_key or "outbox-" + secrets.token_hex(12),
-    )
-    if message is None:
-        return None
-    await rt.outbox.add(session, message)
-    return message
 
 
 async def audit(rt: Runtime, query: AuditQuery) -> list[AuditEntry]:

@@ -18,7 +18,6 @@ from .config import DialogueConfig, Hooks, RateLimit
 from .errors import (
     DialogueError,
     EventNotAllowed,
-    InternalError,
     NotInRoom,
     PayloadTooLarge,
     Unavailable,
@@ -26,8 +25,8 @@ from .errors import (
 from .events import EventDefinition
 from .handlers import HandlerRegistry
 from .history import HistoryReader
-from .hooks import correlation_id, fire
-from .outages import is_outage
+from .hooks import fire
+from .outages import protocol_error
 from .pipeline import Middleware, PublishContext, apply_before_each, run_middleware
 from .publish_lane import Turn
 from .rate_limit import EventLimiter, Limiter, Sender
@@ -201,13 +200,7 @@ class Publisher:
         except Exception as exc:
             if writer is not None:
                 writer.release()
-            if not is_outage(exc):  # a bug or a refused value, not a backend away
-                cid = correlation_id()
-                logger.exception("broker publish failed for room %s [%s]", room.id, cid)
-                raise InternalError(f"publishing failed; correlation id {cid}",
-                                    correlation_id=cid) from None
-            logger.warning("broker publish failed for room %s: %s", room.id, exc)
-            raise Unavailable("the broker is unavailable; retry later") from None
+            raise protocol_error(exc, f"broker publish in room {room.id}") from None
         if published.duplicate:
             if writer is not None:
                 writer.release()

@@ -21,10 +21,9 @@ from .errors import (
     Unauthorized,
     Unavailable,
 )
-from .hooks import correlation_id
 from .http_limits import USER_STATE
 from .ops import publish_ack
-from .outages import is_outage
+from .outages import protocol_error
 from .peers import client_ip
 from .publisher import PublishTools
 from .rest_models import (
@@ -112,14 +111,7 @@ class DialogueRoute(APIRoute):
             except HTTPException as exc:  # FastAPI's own (a body that is not JSON), a dependency's
                 return http_error_response(exc)
             except Exception as exc:
-                if is_outage(exc):
-                    logger.warning("%s %s: backend unavailable (%s: %s)", request.method,
-                                   request.url.path, type(exc).__name__, exc)
-                    return error_response(Unavailable("a backend is unavailable; retry later"))
-                cid = correlation_id()
-                logger.exception("%s %s failed [%s]", request.method, request.url.path, cid)
-                return error_response(InternalError(f"internal error; correlation id {cid}",
-                                                    correlation_id=cid))
+                return error_response(protocol_error(exc, f"{request.method} {request.url.path}"))
 
         return handler
 

@@ -23,14 +23,11 @@ from .errors import (
     BadRequest,
     CloseCode,
     DialogueError,
-    InternalError,
     PayloadTooLarge,
     RateLimited,
-    Unavailable,
 )
-from .hooks import correlation_id
 from .ops import OPS
-from .outages import is_outage
+from .outages import is_outage, protocol_error
 from .publish_lane import PublishLane, Turn
 from .rules import json_depth
 from .runtime import Runtime
@@ -217,14 +214,7 @@ class WebSocketSession:
                 self._violation()
             return
         except Exception as exc:
-            if is_outage(exc):
-                logger.warning("op %s: backend unavailable (%s: %s)", op, type(exc).__name__, exc)
-                self._error(cmd_id, Unavailable("a backend is unavailable; retry later"))
-                return
-            cid = correlation_id()
-            logger.exception("op %s failed [%s]", op, cid)
-            self._error(cmd_id, InternalError(f"internal error; correlation id {cid}",
-                                              correlation_id=cid))
+            self._error(cmd_id, protocol_error(exc, f"op {op}"))
             return
         if not replied:
             reply(result or {})

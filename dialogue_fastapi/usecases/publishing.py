@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
+from typing import Any
+
 from ..publisher import PublishResult
 from ..runtime import Runtime
 from ..types import EventMessage
@@ -30,6 +33,27 @@ class Publishing:
             idempotency_key=request.idempotency_key, ip=caller.ip, tools=caller.tools,
             turn=caller.turn,
         )
+
+    async def publish_in(
+        self, session: Any, request: PublishRequest, from_: str = "server"
+    ) -> EventMessage | None:
+        """Validated and run through middleware now, written into the caller's SQLAlchemy
+        transaction; delivered by the outbox relay after it commits (None: dropped)."""
+        rt = self._rt
+        if rt.outbox is None:
+            raise RuntimeError(
+                "publish_in needs the SQL store: persistence='sqlite+aiosqlite:///file.db' "
+                "or 'postgresql+asyncpg://...'"
+            )
+        room = self._access.room(request.room)
+        message = await rt.publisher.prepare(
+            room, request.event, request.data, identity=Caller.server(from_).identity,
+            meta=request.meta,
+            idempotency_key=request.idempotency_key or "outbox-" + secrets.token_hex(12),
+        )
+        if message is not None:
+            await rt.outbox.add(session, message)
+        return message
 
     async def trigger(self, request: PublishRequest, from_: str = "server") -> EventMessage:
         """The application's publish: validated like a client's, never rate limited."""
