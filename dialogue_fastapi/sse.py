@@ -31,7 +31,7 @@ from .rooms import Room
 from .rules import check_event_name
 from .runtime import Runtime
 from .sse_cursor import decode_cursor
-from .sse_stream import SseStream, SseTransport
+from .sse_stream import SseStream, SseTransport, single_room_framer, stream_framer
 from .types import Position
 from .usecases import JoinRequest, UseCases
 
@@ -126,7 +126,7 @@ def build_sse_routes(rt: Runtime, uc: UseCases, auth: Callable[..., Any]) -> API
         cursor_text = last_event_header or last_event_id
         since = decode_cursor(cursor_text) if cursor_text else {}
         conn = Connection(SseTransport(), auth_result.identity, rt.queue_limits,
-                          ip=client_ip(request), event_items=True)
+                          ip=client_ip(request), framer=stream_framer)
         stream = SseStream(conn, RETRY_MS)
         # closed by the server (4009, 4004, 1001): it leaves its rooms now, not when the stream
         # ends, and a stream still stuck on a reader that stopped reading is cut after
@@ -140,8 +140,8 @@ def build_sse_routes(rt: Runtime, uc: UseCases, auth: Callable[..., Any]) -> API
             _cleanup(rt, conn)
             raise
         conn.coalesce = COALESCE
-        if len(rooms) == 1:  # from here on its events come as SSE messages built by the hub
-            conn.sse_epoch = stream.positions[rooms[0].id].epoch
+        if len(rooms) == 1:  # its events: whole SSE messages, framed once per delivery
+            conn.framer = single_room_framer(stream.positions[rooms[0].id].epoch)
         hello = conn.hello(rt.config.heartbeat)
 
         async def client_gone(_: Any) -> None:  # also when the stream never started
