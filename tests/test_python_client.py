@@ -856,7 +856,7 @@ async def test_a_refused_reconnect_4001_closes_for_good(serve, clients):
     revoked: set[str] = set()
 
     def check(conn: HTTPConnection) -> Identity:
-        token = conn.query_params["token"]
+        token = conn.headers["authorization"].removeprefix("Bearer ")  # the client's header
         if token in revoked:
             raise Reject("token revoked")
         return Identity(token)
@@ -877,7 +877,7 @@ async def test_a_replaced_token_is_used_on_reconnect(serve, clients):
     tokens: list[str] = []
 
     def check(conn: HTTPConnection) -> Identity:
-        token = conn.query_params["token"]
+        token = conn.headers["authorization"].removeprefix("Bearer ")  # the client's header
         tokens.append(token)
         return Identity(token.split("-")[0])
 
