@@ -10,35 +10,35 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .config import DialogueConfig, Hooks, RateLimit, Retention, RoomConfig
+    from .core.config import DialogueConfig, Hooks, RateLimit, Retention, RoomConfig
+    from .core.errors import CloseCode, DialogueError, Reject
+    from .core.events import EventDefinition, define_event
+    from .core.types import EventMessage, Identity, Position, PresenceEntry
     from .dialogue import Dialogue
-    from .errors import CloseCode, DialogueError, Reject
-    from .events import EventDefinition, define_event
-    from .pipeline import PublishContext
-    from .publisher import PublishTools
-    from .rate_limit import EventLimiter, Limiter
-    from .types import EventMessage, Identity, Position, PresenceEntry
+    from .limits.events import EventLimiter, Limiter
+    from .publish.pipeline import PublishContext
+    from .publish.publisher import PublishTools
 
 _EXPORTS = {
-    "CloseCode": ".errors",
+    "CloseCode": ".core.errors",
     "Dialogue": ".dialogue",
-    "DialogueConfig": ".config",
-    "DialogueError": ".errors",
-    "EventDefinition": ".events",
-    "EventLimiter": ".rate_limit",
-    "EventMessage": ".types",
-    "Hooks": ".config",
-    "Identity": ".types",
-    "Limiter": ".rate_limit",
-    "Position": ".types",
-    "PresenceEntry": ".types",
-    "PublishContext": ".pipeline",
-    "PublishTools": ".publisher",
-    "RateLimit": ".config",
-    "Reject": ".errors",
-    "Retention": ".config",
-    "RoomConfig": ".config",
-    "define_event": ".events",
+    "DialogueConfig": ".core.config",
+    "DialogueError": ".core.errors",
+    "EventDefinition": ".core.events",
+    "EventLimiter": ".limits.events",
+    "EventMessage": ".core.types",
+    "Hooks": ".core.config",
+    "Identity": ".core.types",
+    "Limiter": ".limits.events",
+    "Position": ".core.types",
+    "PresenceEntry": ".core.types",
+    "PublishContext": ".publish.pipeline",
+    "PublishTools": ".publish.publisher",
+    "RateLimit": ".core.config",
+    "Reject": ".core.errors",
+    "Retention": ".core.config",
+    "RoomConfig": ".core.config",
+    "define_event": ".core.events",
 }
 
 __all__ = [

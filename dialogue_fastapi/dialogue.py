@@ -11,19 +11,19 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from .auth import build_auth_dependency
-from .config import DialogueConfig, RoomConfig, env_overrides, resolve_room_events
-from .events import EventDefinition, event_name
-from .handlers import Handler
-from .http_limits import HttpLimits
-from .persistence_api import audit, to_ms
-from .publisher import PublishTools
-from .rooms import Room
+from .auth.dependency import build_auth_dependency
+from .core.config import DialogueConfig, RoomConfig, env_overrides, resolve_room_events
+from .core.events import EventDefinition, event_name
+from .core.types import EventMessage, Position, PresenceEntry
+from .limits.http import HttpLimits
+from .publish.handlers import Handler
+from .publish.publisher import PublishTools
+from .rooms.registry import Room
 from .routing import build_router
 from .runtime import Runtime
 from .stores.base import AuditEntry, AuditQuery
-from .types import EventMessage, Position, PresenceEntry
 from .usecases import Caller, HistoryRequest, PublishRequest, UseCases
+from .usecases.audit import audit, to_ms
 
 
 def _merge(config: DialogueConfig | None, settings: dict[str, Any]) -> DialogueConfig:

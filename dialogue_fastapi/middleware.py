@@ -17,10 +17,10 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
-from .errors import DialogueError, Reject
-from .hooks import call_maybe_async, correlation_id
-from .pipeline import CallNext, Middleware, PublishContext
-from .types import EventMessage
+from .core.errors import DialogueError, Reject
+from .core.hooks import call_maybe_async, correlation_id
+from .core.types import EventMessage
+from .publish.pipeline import CallNext, Middleware, PublishContext
 
 _log = logging.getLogger("dialogue_fastapi.events")
 

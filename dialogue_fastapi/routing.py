@@ -1,33 +1,26 @@
-"""``dialogue.router``: the WebSocket endpoint, REST routes and the lifespan."""
+"""``dialogue.router``: the lifespan, and the routers of every transport put together."""
 
 
-import asyncio
 import functools
 import hashlib
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response, WebSocket
+from fastapi import APIRouter, Request, Response
 
-from .asyncapi import AsyncApiCache
-from .auth import AuthResult
-from .auth_gate import gate_auth
-from .connection import Connection
-from .errors import CloseCode
-from .log_redaction import install_redaction
-from .nodelay import ensure_nodelay
-from .origins import origin_refusal
-from .peers import client_ip
-from .publisher import PublishTools
-from .rest import build_rest_routes
+from .auth.gate import gate_auth
+from .auth.log_redaction import install_redaction
+from .auth.tickets import accept_tickets, tickets_for
+from .contract.asyncapi import AsyncApiCache
+from .rest.routes import build_rest_routes
+from .rest.tickets import build_ticket_routes
 from .runtime import Runtime
-from .session import IdleSweeper, WebSocketSession, WebSocketTransport
-from .sse import build_sse_routes
-from .ticket_routes import build_ticket_routes
-from .tickets import accept_tickets, tickets_for
+from .sse.routes import build_sse_routes
 from .usecases import UseCases
+from .websocket.endpoint import build_websocket_route
+from .websocket.session import IdleSweeper
 
 
 def build_router(rt: Runtime, uc: UseCases, auth: Callable[..., Any]) -> APIRouter:
@@ -53,35 +46,6 @@ def build_router(rt: Runtime, uc: UseCases, auth: Callable[..., Any]) -> APIRout
     connect_auth = gate_auth(accept_tickets(auth, tickets), rt.publish_tools, connection=True)
     rest_auth = gate_auth(auth, rt.publish_tools, connection=False)
 
-    @router.websocket("/ws")
-    async def websocket_endpoint(
-        websocket: WebSocket, auth_result: Annotated[AuthResult, Depends(connect_auth)],
-        tools: Annotated[PublishTools, Depends(rt.publish_tools)],
-    ) -> None:
-        await websocket.accept()
-        ensure_nodelay(getattr(websocket, "_receive", None))  # the server's own ASGI receive
-        refusal = origin_refusal(websocket, rt.config.allowed_origins)
-        if refusal is not None:
-            await _refuse(websocket, CloseCode.ORIGIN_REFUSED, refusal)
-            return
-        if auth_result.identity is None:
-            await _refuse(websocket, CloseCode.UNAUTHORIZED, auth_result.reason)
-            return
-        if rt.stopping or not rt.started:
-            await _refuse(websocket, CloseCode.GOING_AWAY, "server shutting down")
-            return
-        conn = Connection(WebSocketTransport(websocket), auth_result.identity,
-                          rt.queue_limits, ip=client_ip(websocket))
-        conn.tools = tools
-        task = asyncio.current_task()
-        if task is not None:
-            rt.sessions.add(task)
-        try:
-            await WebSocketSession(rt, uc, websocket, conn).run()
-        finally:
-            if task is not None:
-                rt.sessions.discard(task)
-
     @router.get("/client.js", include_in_schema=False)
     async def client_js(request: Request) -> Response:
         """The browser client, an ES module (no build step)."""
@@ -100,6 +64,7 @@ def build_router(rt: Runtime, uc: UseCases, auth: Callable[..., Any]) -> APIRout
         body = asyncapi.render(url.scheme, url.netloc, url.path.removesuffix("/asyncapi.json"))
         return Response(body, media_type="application/json")
 
+    router.include_router(build_websocket_route(rt, uc, connect_auth))
     router.include_router(build_rest_routes(rt, uc, rest_auth))
     router.include_router(build_ticket_routes(rt, rest_auth, tickets))
     router.include_router(build_sse_routes(rt, uc, connect_auth))
@@ -110,10 +75,3 @@ def build_router(rt: Runtime, uc: UseCases, auth: Callable[..., Any]) -> APIRout
 def _client_js() -> tuple[bytes, str]:
     body = (Path(__file__).parent / "static" / "client.js").read_bytes()
     return body, '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
-
-
-
-async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
-    """Close before any frame: a browser can read the close code and reason."""
-    with suppress(Exception):
-        await websocket.close(code, reason[:120])

@@ -8,23 +8,23 @@ from collections.abc import Awaitable, Callable
 
 from .brokers import Broker, MemoryBroker, broker_from_config
 from .brokers.base import StoreBacked, StoredRooms
-from .config import DialogueConfig
-from .connection import Connection, QueueLimits
-from .control import ControlHandler
-from .errors import CloseCode
-from .exit_signal import forget_goodbye, say_goodbye_first
-from .handlers import HandlerRegistry
-from .history import HistoryReader
-from .hooks import fire
-from .http_limits import HttpLimits
-from .hub import Hub
-from .membership import MembershipService
-from .outbox import OutboxRelay
-from .publisher import Publisher, PublishTools
-from .retention import RetentionTask
-from .room_admin import RoomAdmin
-from .room_state import RoomStates
-from .rooms import RoomRegistry
+from .cluster.control import ControlHandler
+from .core.config import DialogueConfig
+from .core.errors import CloseCode
+from .core.hooks import fire
+from .limits.http import HttpLimits
+from .node.connection import Connection, QueueLimits
+from .node.exit_signal import forget_goodbye, say_goodbye_first
+from .node.hub import Hub
+from .publish.handlers import HandlerRegistry
+from .publish.outbox import OutboxRelay
+from .publish.publisher import Publisher, PublishTools
+from .rooms.admin import RoomAdmin
+from .rooms.history import HistoryReader
+from .rooms.membership import MembershipService
+from .rooms.registry import RoomRegistry
+from .rooms.retention import RetentionTask
+from .rooms.state import RoomStates
 from .stores import EventStore, PrunableStore, SingleWriterStore, store_from_config
 from .stores.write_behind import WriteBehind
 

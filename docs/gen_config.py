@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from dialogue_fastapi.config import ENV_SETTINGS, DialogueConfig, RateLimit, Retention, RoomConfig
+from dialogue_fastapi.core.config import ENV_SETTINGS, DialogueConfig, RateLimit, Retention, RoomConfig
 
 OUT = Path(__file__).parent / "configuration.md"
 ENV_BY_FIELD = {field: var for var, field in ENV_SETTINGS.items()}
@@ -57,7 +57,7 @@ def _default(field: Any) -> str:
 
 def _type(field: Any) -> str:
     text = str(field.annotation).replace("typing.", "")
-    for prefix in ("dialogue_fastapi.config.", "dialogue_fastapi.events.", "collections.abc."):
+    for prefix in ("dialogue_fastapi.core.config.", "dialogue_fastapi.core.events.", "collections.abc."):
         text = text.replace(prefix, "")
     return text.replace("<class '", "").replace("'>", "").replace("|", "\\|")
 

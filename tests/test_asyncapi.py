@@ -17,10 +17,10 @@ import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
 from dialogue_fastapi import Dialogue, RoomConfig, define_event
-from dialogue_fastapi.asyncapi import build_document
-from dialogue_fastapi.commands import OPERATIONS
-from dialogue_fastapi.errors import ERRORS_BY_CODE
-from dialogue_fastapi.rooms import Room
+from dialogue_fastapi.contract.asyncapi import build_document
+from dialogue_fastapi.core.errors import ERRORS_BY_CODE
+from dialogue_fastapi.rooms.registry import Room
+from dialogue_fastapi.websocket.commands import OPERATIONS
 
 SPEC = Path(__file__).parent / "data" / "asyncapi-3.0.0.schema.json"
 PREFIX = "/dialogue"

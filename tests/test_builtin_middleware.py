@@ -11,7 +11,7 @@ from starlette.requests import HTTPConnection
 
 from dialogue_fastapi import Dialogue, EventMessage, Identity, RoomConfig
 from dialogue_fastapi.middleware import content_filter, log_events, require_role, transform
-from dialogue_fastapi.pipeline import PublishContext
+from dialogue_fastapi.publish.pipeline import PublishContext
 from dialogue_fastapi.testing import ProbeError, WsProbe
 
 

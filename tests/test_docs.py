@@ -4,8 +4,8 @@ error code and close code the server uses is described in docs/protocol.md."""
 import importlib.util
 from pathlib import Path
 
-from dialogue_fastapi.errors import ERRORS_BY_CODE, CloseCode
-from dialogue_fastapi.ops import OPS
+from dialogue_fastapi.core.errors import ERRORS_BY_CODE, CloseCode
+from dialogue_fastapi.websocket.ops import OPS
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 

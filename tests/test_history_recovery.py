@@ -12,8 +12,8 @@ from websockets.asyncio.client import connect
 
 from dialogue_fastapi import Dialogue, Position, RoomConfig, define_event
 from dialogue_fastapi.brokers import MemoryBroker
+from dialogue_fastapi.core.types import EventMessage
 from dialogue_fastapi.testing import ProbeError, WsProbe
-from dialogue_fastapi.types import EventMessage
 
 message = define_event("message", history=100)
 short = define_event("short", history=3)

@@ -8,15 +8,18 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "dialogue_fastapi"
 
 LAYERS: list[set[str]] = [
-    {"errors", "types", "rules"},
-    {"config_env", "config", "events"},
-    {"brokers.base", "stores.base", "hooks", "origins", "background", "nodelay", "outages", "exit_signal",
-     "publish_lane", "sse_cursor", "log_redaction"},
+    # core: errors, types, config and the input rules; no HTTP, no backend
+    {"core.errors", "core.types", "core.rules", "core", ""},
+    {"core.config_env", "core.config", "core.events"},
+    {"core.hooks", "core.background", "core.outages", "brokers.base", "stores.base",
+     "auth.origins", "core.peers", "auth.log_redaction", "websocket.nodelay", "node.exit_signal",
+     "publish.lane", "sse.cursor", "auth", "websocket", "sse", "rest", "publish", "rooms",
+     "limits", "cluster", "node", "contract", "usecases"},
+    # backends, behind their seams
     {"brokers.memory", "brokers", "brokers.redis", "brokers.redis_scripts", "brokers.redis_presence",
      "brokers.redis_subscriber", "brokers.redis_presence_scripts", "brokers.redis_liveness",
      "brokers.redis_options", "brokers.redis_pipeline",
-     "stores.memory", "stores", "connection", "pipeline",
-     "handlers", "rooms", "commands", "rest_models", "asyncapi_frames", "asyncapi", "rate_limit", "http_limits",
+     "stores.memory", "stores",
      # the SQL store and the write-behind queue (SQLAlchemy only in stores.sql*/migrat*)
      "stores.sql_schema", "stores.sql_engine", "stores.sql_queries", "stores.sql_outbox",
      "stores.sql", "stores.migrate", "stores.migrations", "stores.migrations.env",
@@ -24,18 +27,31 @@ LAYERS: list[set[str]] = [
      "stores.migrations.versions.r0002_dead_letters", "stores.sql_errors", "stores.sql_setup",
      "stores.sql_dead_letters", "stores.sql_lock",
      "stores.write_queue", "stores.write_loop", "stores.write_behind"},
-    {"hub", "history", "room_admin", "auth", "retention", "room_state", "middleware"},
-    {"control", "publisher", "membership"},
-    {"runtime", "outbox", "auth_gate", "tickets"},
-    {"ops", "session", "persistence_api"},
-    {"rest"},
-    {"ticket_routes"},
-    {"sse_stream", "sse"},
+    # the parts of a node
+    {"node.connection", "publish.pipeline", "publish.handlers", "rooms.registry", "websocket.commands",
+     "rest.models", "limits.events", "limits.http", "contract.frames", "contract.asyncapi"},
+    {"node.hub", "rooms.history", "rooms.admin", "auth.dependency", "rooms.retention", "rooms.state",
+     "middleware"},
+    {"cluster.control", "publish.publisher", "rooms.membership"},
+    {"runtime", "publish.outbox", "auth.gate", "auth.tickets"},
+    # the use-case layer: every operation once, for every front end
+    {"usecases.caller", "usecases.requests", "usecases.access", "usecases.audit"},
+    {"usecases.publishing", "usecases.reading", "usecases.room_admin", "usecases.members",
+     "usecases.users"},
+    {"usecases.__init__"},
+    # the front ends: adapters over the use cases
+    {"websocket.ops", "rest.errors"},
+    {"websocket.session", "rest.routes", "rest.tickets", "sse.stream"},
+    {"websocket.endpoint", "sse.routes"},
     {"routing"},
     {"dialogue"},
     {"testing.server", "testing.broker_contract", "testing.store_contract", "testing.sse_probe"},
-    {"testing", ""},
+    {"testing", "__init__"},
 ]
+#: what the front ends may not reach into: they call the use cases, never these
+BEHIND_THE_USE_CASES = ("rooms.membership", "rooms.history", "rooms.admin", "rooms.state",
+                        "publish.pipeline", "cluster", "brokers.memory", "brokers.redis", "stores")
+FRONT_ENDS = ("websocket", "rest", "sse")
 LAYER_OF = {name: index for index, names in enumerate(LAYERS) for name in names}
 
 
@@ -45,6 +61,17 @@ def module_name(path: Path) -> str:
     if parts[-1] == "__init__":
         parts = parts[:-1]
     return ".".join(parts)
+
+
+def layer_name(path: Path) -> str:
+    """A module's name in LAYERS: a package's ``__init__`` that defines things has its own
+    entry (``usecases.__init__``), one that only names its subpackage's purpose is the package."""
+    name = module_name(path)
+    if path.name == "__init__.py" and f"{name}.__init__" in LAYER_OF:
+        return f"{name}.__init__"
+    if path.name == "__init__.py" and not name:
+        return "__init__"
+    return name
 
 
 def imported(path: Path, name: str) -> set[str]:
@@ -67,16 +94,51 @@ SERVER_MODULES = [p for p in PACKAGE.rglob("*.py") if "client" not in p.relative
 
 @pytest.mark.parametrize("path", SERVER_MODULES, ids=lambda p: module_name(p) or "__init__")
 def test_no_upward_imports(path: Path) -> None:
-    name = module_name(path)
+    name = layer_name(path)
     assert name in LAYER_OF, f"{name} has no layer in tests/test_layering.py"
     mine = LAYER_OF[name]
-    for target in imported(path, name):
-        if target in LAYER_OF:
-            assert LAYER_OF[target] <= mine, f"{name} (layer {mine}) imports {target} ({LAYER_OF[target]})"
+    for target in imported(path, module_name(path)):
+        layer = LAYER_OF.get(f"{target}.__init__", LAYER_OF.get(target))
+        if layer is not None:
+            assert layer <= mine, f"{name} (layer {mine}) imports {target} ({layer})"
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = {module_name(p): p for p in SERVER_MODULES}
+    return {name: {t for t in imported(path, name) if t in modules and t != name}
+            for name, path in modules.items()}
+
+
+def test_no_import_cycle() -> None:
+    """Modules of one layer may import each other, but never in a loop."""
+    graph, done, path = _graph(), set[str](), list[str]()
+
+    def visit(name: str) -> None:
+        if name in done:
+            return
+        assert name not in path, "import cycle: " + " -> ".join([*path[path.index(name):], name])
+        path.append(name)
+        for target in sorted(graph[name]):
+            visit(target)
+        path.pop()
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name)
+
+
+def test_front_ends_call_the_use_cases() -> None:
+    """WebSocket, REST and SSE adapters do not reach behind the use-case layer."""
+    for name, targets in _graph().items():
+        if name.split(".")[0] not in FRONT_ENDS:
+            continue
+        for target in targets:
+            assert not target.startswith(BEHIND_THE_USE_CASES), f"{name} reaches into {target}"
 
 
 def test_client_is_independent_of_the_server() -> None:
     for path in (PACKAGE / "client").rglob("*.py"):
         for target in imported(path, "client." + module_name(path).removeprefix("client.")):
             top = target.split(".")[0]
-            assert top in {"client", "errors", "types"}, f"{path.name} imports server module {target}"
+            allowed = top == "client" or target in ("core.errors", "core.types", "core")
+            assert allowed, f"{path.name} imports server module {target}"

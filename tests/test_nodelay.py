@@ -10,8 +10,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from dialogue_fastapi import Dialogue, RoomConfig
-from dialogue_fastapi.nodelay import ensure_nodelay
 from dialogue_fastapi.testing import WsProbe
+from dialogue_fastapi.websocket.nodelay import ensure_nodelay
 
 
 async def test_websocket_sockets_get_nodelay_on_a_plain_listening_socket() -> None:

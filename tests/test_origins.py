@@ -7,7 +7,7 @@ import pytest
 from helpers import authenticate
 
 from dialogue_fastapi import Dialogue, RoomConfig
-from dialogue_fastapi.origins import origin_allowed
+from dialogue_fastapi.auth.origins import origin_allowed
 from dialogue_fastapi.testing import SseProbe
 
 ROOMS = {"chat": RoomConfig(name="Chat")}

@@ -12,7 +12,7 @@ from redis_helpers import REDIS_URL, delete_prefix, need_redis
 
 from dialogue_fastapi import Dialogue, RoomConfig
 from dialogue_fastapi.brokers.redis import RedisBroker
-from dialogue_fastapi.pipeline import PublishContext
+from dialogue_fastapi.publish.pipeline import PublishContext
 from dialogue_fastapi.testing import WsProbe
 
 

@@ -197,7 +197,7 @@ async def test_a_limiter_of_your_own_through_the_dependency(serve) -> None:
     from fastapi import FastAPI
 
     from dialogue_fastapi import Limiter, PublishTools
-    from dialogue_fastapi.errors import RateLimited
+    from dialogue_fastapi.core.errors import RateLimited
 
     class OddOnly:
         """Refuses every second publish of a user; two refusals close the connection."""

@@ -12,8 +12,8 @@ import pytest
 from redis_helpers import fresh_redis_broker, redis_client
 
 from dialogue_fastapi.brokers.redis_scripts import RoomKeys
+from dialogue_fastapi.core.types import EventMessage
 from dialogue_fastapi.testing.broker_contract import RecordingSink
-from dialogue_fastapi.types import EventMessage
 
 
 async def seqs_of(sink: RecordingSink, count: int) -> list[int]:

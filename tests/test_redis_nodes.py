@@ -15,8 +15,8 @@ from redis_helpers import REDIS_URL, delete_prefix, need_redis, redis_client
 from dialogue_fastapi.brokers.base import StoredRooms
 from dialogue_fastapi.brokers.redis import RedisBroker
 from dialogue_fastapi.brokers.redis_options import split_options
+from dialogue_fastapi.core.types import EventMessage, Position, PresenceEntry
 from dialogue_fastapi.testing.broker_contract import RecordingSink
-from dialogue_fastapi.types import EventMessage, Position, PresenceEntry
 
 
 def msg(room: str, n: int) -> EventMessage:

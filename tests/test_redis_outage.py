@@ -14,10 +14,10 @@ from tcp_proxy import TcpProxy
 
 from dialogue_fastapi import Dialogue, RoomConfig
 from dialogue_fastapi.brokers.redis import RedisBroker
-from dialogue_fastapi.outages import is_outage
+from dialogue_fastapi.core.outages import is_outage
+from dialogue_fastapi.core.types import EventMessage
 from dialogue_fastapi.testing import ProbeError, WsProbe
 from dialogue_fastapi.testing.broker_contract import RecordingSink
-from dialogue_fastapi.types import EventMessage
 
 
 async def until(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:

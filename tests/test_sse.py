@@ -12,9 +12,9 @@ import httpx
 from starlette.requests import HTTPConnection
 
 from dialogue_fastapi import Dialogue, Hooks, Identity, RoomConfig, define_event
-from dialogue_fastapi.sse_cursor import decode_cursor, encode_cursor
+from dialogue_fastapi.core.types import Position
+from dialogue_fastapi.sse.cursor import decode_cursor, encode_cursor
 from dialogue_fastapi.testing import SseProbe, WsProbe
-from dialogue_fastapi.types import Position
 
 message = define_event("message", history=50)
 typing = define_event("typing")
@@ -225,9 +225,9 @@ def _stalled_stream(port: int, path: str) -> socket.socket:
 async def test_a_reader_that_stops_reading_is_cut_and_the_room_keeps_its_rate(
     serve, caplog, monkeypatch
 ) -> None:
-    import dialogue_fastapi.sse
+    import dialogue_fastapi.sse.routes
 
-    monkeypatch.setattr(dialogue_fastapi.sse, "SEND_TIMEOUT", 0.5)
+    monkeypatch.setattr(dialogue_fastapi.sse.routes, "SEND_TIMEOUT", 0.5)
     dialogue = app(send_queue_max_messages=20)
     srv = await serve(dialogue)
     stalled = _stalled_stream(srv.port, "/sse?room=sports&token=slow")

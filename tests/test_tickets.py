@@ -14,8 +14,8 @@ from redis_helpers import REDIS_URL, delete_prefix, need_redis
 from starlette.requests import HTTPConnection
 
 from dialogue_fastapi import Dialogue, Identity, Reject, RoomConfig
+from dialogue_fastapi.auth.tickets import MemoryTickets, tickets_for
 from dialogue_fastapi.testing import LiveServer, SseProbe, WsProbe
-from dialogue_fastapi.tickets import MemoryTickets, tickets_for
 
 ROOMS = {"chat": RoomConfig(name="Chat")}
 USERS = {"t-alice": Identity("alice", {"role": "admin"})}

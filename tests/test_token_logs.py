@@ -19,8 +19,8 @@ import pytest
 from starlette.requests import HTTPConnection
 
 from dialogue_fastapi import Dialogue, Identity, RoomConfig
+from dialogue_fastapi.auth.log_redaction import QueryRedactor, install_redaction, redact
 from dialogue_fastapi.client import DialogueClient
-from dialogue_fastapi.log_redaction import QueryRedactor, install_redaction, redact
 from dialogue_fastapi.testing import SseProbe, WsProbe
 
 TESTS = Path(__file__).resolve().parent

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from ..types import EventMessage, Position, PresenceEntry
+from ..core.types import EventMessage, Position, PresenceEntry
 
 EventSink = Callable[[EventMessage], int]
 ControlSink = Callable[[dict[str, Any]], Awaitable[None]]

@@ -12,7 +12,7 @@ import time
 from collections import deque
 from typing import Any
 
-from ..types import EventMessage, Position, PresenceEntry
+from ..core.types import EventMessage, Position, PresenceEntry
 from .base import ControlSink, EventSink, Published
 
 

@@ -37,7 +37,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
 
-from ..types import EventMessage, Position
+from ..core.types import EventMessage, Position
 from .base import ControlSink, EventSink, Published, StoredRooms
 from .redis_liveness import NodeLiveness
 from .redis_options import split_options

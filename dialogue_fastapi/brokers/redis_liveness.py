@@ -24,7 +24,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from ..background import BackgroundTask
+from ..core.background import BackgroundTask
 from .redis_presence_scripts import HEARTBEAT
 from .redis_scripts import text
 

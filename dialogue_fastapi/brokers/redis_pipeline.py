@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import NoScriptError
 
-from ..background import BackgroundTask
+from ..core.background import BackgroundTask
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

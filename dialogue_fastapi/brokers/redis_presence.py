@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..types import PresenceEntry
+from ..core.types import PresenceEntry
 from .redis_presence_scripts import CLEAR_NODE, CONNECT, DISCONNECT, JOIN, REAP
 from .redis_scripts import RoomKeys, part, text
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from ..types import EventMessage
+from ..core.types import EventMessage
 
 
 def text(value: bytes | str) -> str:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..types import EventMessage, Position
+from ..core.types import EventMessage, Position
 from .base import EventSink
 from .redis_scripts import RoomKeys, unpack
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from ..types import EventMessage, Position
+from ..core.types import EventMessage, Position
 
 
 class PermanentStoreError(Exception):

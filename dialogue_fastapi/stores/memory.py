@@ -12,7 +12,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from ..types import EventMessage, Position
+from ..core.types import EventMessage, Position
 from .base import AuditEntry, AuditQuery, HistoryQuery, Rejection, matches, page_of
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..types import EventMessage, Position
+from ..core.types import EventMessage, Position
 from . import sql_dead_letters as dead
 from .base import AuditEntry, AuditQuery, HistoryQuery, PermanentStoreError, Rejection
 from .sql_engine import check_url, create_engine, insert_ignore, read_meta, upsert, write_meta

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..types import EventMessage
+from ..core.types import EventMessage
 from .sql_schema import Tables, utcnow
 
 _INT64 = range(-(2**63), 2**63)

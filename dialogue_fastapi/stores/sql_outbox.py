@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from ..types import EventMessage
+from ..core.types import EventMessage
 from .sql_schema import Tables
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import Select, and_, delete, func, or_, select
 from sqlalchemy.engine import Row
 from sqlalchemy.sql.dml import Delete
 
-from ..types import EventMessage
+from ..core.types import EventMessage
 from .base import AuditEntry, AuditQuery, HistoryQuery, Rejection
 from .sql_schema import Tables, utcnow
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import Unavailable
-from ..types import EventMessage, Position
+from ..core.errors import Unavailable
+from ..core.types import EventMessage, Position
 from .base import HistoryQuery, RoomStore, matches, page_of
 from .write_loop import WriteLoop
 from .write_queue import EpochOf

@@ -19,7 +19,7 @@ import random
 from collections.abc import Mapping
 from itertools import islice
 
-from ..types import EventMessage
+from ..core.types import EventMessage
 from .base import AuditStore, DeadLetterStore, PermanentStoreError
 from .write_queue import WriteQueue, _Item
 

@@ -12,8 +12,8 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from ..errors import Unavailable
-from ..types import EventMessage
+from ..core.errors import Unavailable
+from ..core.types import EventMessage
 from .base import AuditStore, EventStore, Rejection
 
 EpochOf = Callable[[str], Awaitable[str]]

@@ -15,7 +15,7 @@ import asyncio
 from typing import Any
 
 from ..brokers.base import Broker
-from ..types import EventMessage, Position, PresenceEntry
+from ..core.types import EventMessage, Position, PresenceEntry
 
 
 class RecordingSink:

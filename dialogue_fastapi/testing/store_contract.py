@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+from ..core.types import EventMessage, Position
 from ..stores.base import (
     AuditQuery,
     AuditStore,
@@ -26,7 +27,6 @@ from ..stores.base import (
     Rejection,
     RoomStore,
 )
-from ..types import EventMessage, Position
 
 
 def _events(room: str, count: int, start: int = 1) -> list[EventMessage]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ..errors import DialogueError, Forbidden, Reject, error_for_code
-from ..hooks import call_maybe_async
-from ..rooms import Room
-from ..rules import check_room_id
+from ..core.errors import DialogueError, Forbidden, Reject, error_for_code
+from ..core.hooks import call_maybe_async
+from ..core.rules import check_room_id
+from ..rooms.registry import Room
 from ..runtime import Runtime
 from .caller import Caller
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..connection import Connection
-from ..publish_lane import Turn
-from ..publisher import PublishTools
-from ..types import Identity
+from ..core.types import Identity
+from ..node.connection import Connection
+from ..publish.lane import Turn
+from ..publish.publisher import PublishTools
 
 
 @dataclass(frozen=True, slots=True)

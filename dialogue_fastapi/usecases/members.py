@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..connection import Connection, Membership
-from ..errors import BadRequest, NotInRoom
-from ..rules import check_event_name
+from ..core.errors import BadRequest, NotInRoom
+from ..core.rules import check_event_name
+from ..node.connection import Connection, Membership
 from ..runtime import Runtime
 from .access import Access
 from .requests import EventSelection, JoinRequest

@@ -5,9 +5,9 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from ..publisher import PublishResult
+from ..core.types import EventMessage
+from ..publish.publisher import PublishResult
 from ..runtime import Runtime
-from ..types import EventMessage
 from .access import Access
 from .caller import Caller
 from .requests import PublishRequest

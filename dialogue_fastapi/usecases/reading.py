@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import NotInRoom
-from ..rules import check_event_name, check_int64, check_text
+from ..core.errors import NotInRoom
+from ..core.rules import check_event_name, check_int64, check_text
+from ..core.types import EventMessage, Position, PresenceEntry
 from ..runtime import Runtime
-from ..types import EventMessage, Position, PresenceEntry
 from .access import Access
 from .caller import Caller
 from .requests import HistoryRequest

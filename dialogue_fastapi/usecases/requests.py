@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..types import Position
+from ..core.types import Position
 
 EventSelection = list[str] | Literal["*"] | None
 

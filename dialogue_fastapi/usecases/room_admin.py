@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ..config import RoomConfig
-from ..errors import Forbidden
-from ..rooms import Room
-from ..rules import check_room_id
+from ..core.config import RoomConfig
+from ..core.errors import Forbidden
+from ..core.rules import check_room_id
+from ..rooms.registry import Room
 from ..runtime import Runtime
 from .access import Access
 from .caller import Caller
@@ -23,6 +23,11 @@ class RoomAdministration:
 
     async def create(self, caller: Caller, request: CreateRoomRequest) -> Room:
         rt = self._rt
+        user = caller.user_id
+        # every attempt counts, as the REST route's limit (which runs before the body is
+        # looked at) counts it
+        if caller.transport != "rest" and rt.http_limits is not None:
+            await rt.http_limits.count("create_room", user, caller.ip)
         if not rt.config.allow_client_rooms:
             raise Forbidden("clients may not create rooms on this server")
         check_room_id(request.room, rt.config.max_room_id_length)
@@ -31,9 +36,6 @@ class RoomAdministration:
             presence_events=request.presence_events,
             sync_history_on_join=request.sync_history_on_join,
         )
-        user = caller.user_id
-        if caller.transport != "rest" and rt.http_limits is not None:  # REST: in the route
-            await rt.http_limits.count("create_room", user, caller.ip)
         most = rt.config.max_rooms_per_user
         owned = sum(1 for room in rt.registry.all() if room.runtime and room.created_by == user)
         if owned >= most:

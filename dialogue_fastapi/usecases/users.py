@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..rules import check_event_name, check_payload, check_text
+from ..core.rules import check_event_name, check_payload, check_text
 from ..runtime import Runtime
 
 

@@ -31,9 +31,9 @@ import pytest
 from redis_helpers import free_port
 from test_chat_browser import IN_CI, MISSING, ROOT, browser  # noqa: F401  (a shared fixture)
 
-from dialogue_fastapi.sse_cursor import encode_cursor
+from dialogue_fastapi.core.types import Position
+from dialogue_fastapi.sse.cursor import encode_cursor
 from dialogue_fastapi.testing import LiveServer
-from dialogue_fastapi.types import Position
 
 if MISSING and not IN_CI:
     pytest.skip(f"browser tests skipped: {MISSING}", allow_module_level=True)

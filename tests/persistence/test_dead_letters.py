@@ -12,9 +12,9 @@ from helpers import serve_dialogue
 from sqlalchemy import text
 
 from dialogue_fastapi import Dialogue, RoomConfig, define_event
+from dialogue_fastapi.core.types import EventMessage
 from dialogue_fastapi.stores import PermanentStoreError
 from dialogue_fastapi.stores.sql import SqlStore
-from dialogue_fastapi.types import EventMessage
 
 message = define_event("message", history=10)
 pytestmark = pytest.mark.timeout(60)

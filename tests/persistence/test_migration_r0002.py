@@ -6,10 +6,10 @@ import pytest
 from conftest import Database
 from sqlalchemy import text
 
+from dialogue_fastapi.core.types import EventMessage
 from dialogue_fastapi.stores import migrate
 from dialogue_fastapi.stores.sql_engine import create_engine
 from dialogue_fastapi.stores.sql_schema import SCHEMA_REVISION, build_tables, utcnow
-from dialogue_fastapi.types import EventMessage
 
 
 async def database_at_r0001_with_data(db: Database) -> None:

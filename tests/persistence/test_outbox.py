@@ -13,9 +13,9 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 from dialogue_fastapi import Dialogue, DialogueError, RoomConfig, define_event
+from dialogue_fastapi.core.types import EventMessage
 from dialogue_fastapi.stores import sql_outbox
 from dialogue_fastapi.stores.sql import SqlStore
-from dialogue_fastapi.types import EventMessage
 
 
 class Order(BaseModel):

@@ -9,10 +9,10 @@ import pytest
 from conftest import Database
 
 from dialogue_fastapi import Dialogue, Retention, RoomConfig, define_event
-from dialogue_fastapi.retention import MAX_STATEMENTS
+from dialogue_fastapi.core.types import EventMessage
+from dialogue_fastapi.rooms.retention import MAX_STATEMENTS
 from dialogue_fastapi.stores.base import AuditQuery, Rejection
 from dialogue_fastapi.stores.sql import SqlStore
-from dialogue_fastapi.types import EventMessage
 
 message = define_event("message", history=10)
 DAY_MS = 86_400_000

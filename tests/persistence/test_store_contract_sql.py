@@ -9,12 +9,12 @@ import pytest
 from conftest import Database
 from sqlalchemy import text
 
+from dialogue_fastapi.core.types import EventMessage
 from dialogue_fastapi.stores import store_from_config
 from dialogue_fastapi.stores.sql import SqlStore
 from dialogue_fastapi.stores.sql_engine import normalise_url
 from dialogue_fastapi.stores.sql_schema import SCHEMA_REVISION, build_tables
 from dialogue_fastapi.testing import FullStoreContract
-from dialogue_fastapi.types import EventMessage
 
 
 class TestSqlStoreContract(FullStoreContract):

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator, Mapping
 import pytest
 
 from dialogue_fastapi import Dialogue, DialogueError, RoomConfig, define_event
+from dialogue_fastapi.core.types import EventMessage
 from dialogue_fastapi.stores import MemoryStore, PermanentStoreError
-from dialogue_fastapi.types import EventMessage
 
 message = define_event("message", history=10)
 

@@ -1,0 +1,3 @@
+"""The publish pipeline: rules, limits and middleware before the broker; handlers and outbox after. See
+docs/architecture.md.
+"""

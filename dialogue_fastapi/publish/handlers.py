@@ -1,0 +1,49 @@
+"""Server-side ``on(room, event, handler)`` registrations."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ..core.hooks import call_maybe_async
+from ..core.types import EventMessage
+
+logger = logging.getLogger("dialogue_fastapi")
+Handler = Callable[[EventMessage], Any]
+
+
+class HandlerRegistry:
+    """Handlers by room and event name; ``"*"`` matches any."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[tuple[str, str], list[Handler]] = {}
+
+    def add(self, room: str, event: str, handler: Handler) -> Callable[[], None]:
+        key = (room, event)
+        self._handlers.setdefault(key, []).append(handler)
+
+        def remove() -> None:
+            handlers = self._handlers.get(key, [])
+            if handler in handlers:
+                handlers.remove(handler)
+
+        return remove
+
+    def matching(self, message: EventMessage) -> list[Handler]:
+        found: list[Handler] = []
+        for key in ((message.room, message.event), (message.room, "*"),
+                    ("*", message.event), ("*", "*")):
+            found.extend(self._handlers.get(key, ()))
+        return found
+
+    async def run(self, message: EventMessage) -> None:
+        """Run every matching handler in order; their errors are logged."""
+        for handler in self.matching(message):
+            try:
+                await call_maybe_async(handler, message)
+            except Exception:
+                logger.exception(
+                    "on-handler %r failed for %s/%s seq %d",
+                    handler, message.room, message.event, message.seq,
+                )

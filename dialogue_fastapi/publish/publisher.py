@@ -1,0 +1,259 @@
+"""Publishing an event: validation, the middleware chain, then the broker and the store.
+
+With persistence, a place in the write-behind queue is reserved before the
+broker assigns a seq (so a full queue refuses with ``UNAVAILABLE`` before
+anything is delivered); a durable room's publish is acknowledged after the
+store's commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..brokers.base import Broker, OrderedSubmit
+from ..core.config import DialogueConfig, Hooks, RateLimit
+from ..core.errors import (
+    DialogueError,
+    EventNotAllowed,
+    NotInRoom,
+    PayloadTooLarge,
+    Unavailable,
+)
+from ..core.events import EventDefinition
+from ..core.hooks import fire
+from ..core.outages import protocol_error
+from ..core.rules import check_event_name, check_payload, check_text
+from ..core.types import EventMessage, Identity
+from ..limits.events import EventLimiter, Limiter, Sender
+from ..rooms.history import HistoryReader
+from ..rooms.registry import Room
+from ..stores.base import Rejection
+from ..stores.write_behind import WriteBehind
+from .handlers import HandlerRegistry
+from .lane import Turn
+from .pipeline import Middleware, PublishContext, apply_before_each, run_middleware
+
+logger = logging.getLogger("dialogue_fastapi")
+
+
+@dataclass(frozen=True, slots=True)
+class PublishTools:
+    """The limiter and the global middleware a publish runs with. Routes receive them as a
+    FastAPI dependency, so ``app.dependency_overrides`` can replace them in tests."""
+
+    limiter: Limiter
+    middleware: list[Middleware]
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    """What the sender's ack carries."""
+
+    message: EventMessage | None  # None: dropped by a middleware
+    duplicate: bool = False
+
+    def ack(self) -> dict[str, Any]:
+        """The ack's result, the same over WebSocket and REST."""
+        if self.message is None:
+            return {"seq": None, "ts": None, "dropped": True}
+        result: dict[str, Any] = {"seq": self.message.seq, "ts": self.message.ts}
+        if self.duplicate:
+            result["duplicate"] = True
+        return result
+
+
+class Publisher:
+    """Runs the pipeline and hands accepted events to the broker."""
+
+    def __init__(
+        self, config: DialogueConfig, broker: Broker, writer: WriteBehind | None,
+        handlers: HandlerRegistry, hooks: Hooks, history: HistoryReader,
+    ) -> None:
+        self._history = history
+        self._config = config
+        self._broker = broker
+        self._submit = broker.submit if isinstance(broker, OrderedSubmit) else None
+        self._writer = writer
+        self._handlers = handlers
+        self._hooks = hooks
+        self._global_events = {d.name: d for d in config.events}
+        self.middleware: list[Middleware] = list(config.middleware)
+        self.limiter = EventLimiter(config.rate_limit or RateLimit())
+        self.tools = PublishTools(self.limiter, self.middleware)
+
+    def definition(self, room: Room, event: str) -> EventDefinition | None:
+        """The event's definition in the room; raises EVENT_NOT_ALLOWED if not listed."""
+        check_event_name(event)
+        definition = room.config.event(event)
+        if definition is None and room.config.events:
+            raise EventNotAllowed(
+                f"room '{room.id}' does not accept event '{event}' "
+                f"(allowed: {', '.join(room.config.event_names())})"
+            )
+        return definition
+
+    def durable(self, room: Room) -> bool:
+        """Whether a publish in ``room`` is acknowledged only after the store committed it."""
+        own = room.config.durable
+        return self._config.durable if own is None else own
+
+    async def publish(
+        self, room: Room, event: str, data: Any, *, identity: Identity | None,
+        transport: str, client_id: str | None = None, joined: bool | None = None,
+        meta: dict[str, Any] | None = None, idempotency_key: str | None = None,
+        ip: str | None = None, tools: PublishTools | None = None, turn: Turn | None = None,
+    ) -> PublishResult:
+        """Run the whole pipeline; raises a DialogueError with the protocol code. ``turn``:
+        the publish's place in its connection's lane (handed to the broker in that order)."""
+        try:
+            return await self._run(room, event, data, identity=identity, transport=transport,
+                                   client_id=client_id, joined=joined, meta=meta,
+                                   idempotency_key=idempotency_key, commit=True, ip=ip,
+                                   tools=tools or self.tools, turn=turn)
+        except DialogueError as exc:
+            self._record_rejection(room, event, data, identity, meta, exc)
+            raise
+
+    async def prepare(
+        self, room: Room, event: str, data: Any, *, identity: Identity | None,
+        meta: dict[str, Any] | None = None, idempotency_key: str | None = None,
+    ) -> EventMessage | None:
+        """The pipeline without the broker: the accepted message (None if a middleware dropped it)."""
+        try:
+            outcome = await self._run(room, event, data, identity=identity, transport="server",
+                                      client_id=None, joined=None, meta=meta,
+                                      idempotency_key=idempotency_key, commit=False)
+        except DialogueError as exc:
+            self._record_rejection(room, event, data, identity, meta, exc)
+            raise
+        return outcome.message
+
+    def _message(
+        self, room: Room, event: str, data: Any, identity: Identity | None, joined: bool | None,
+        meta: dict[str, Any] | None, idempotency_key: str | None,
+    ) -> EventMessage:
+        config = self._config
+        check_payload(data, meta, max_size=config.max_message_size, max_depth=config.max_json_depth)
+        if joined is False:
+            raise NotInRoom(f"join room '{room.id}' before publishing to it")
+        definition = self.definition(room, event)
+        check_text(idempotency_key, "idempotency_key", 128)
+        if identity is not None:
+            check_text(identity.user_id, "the sender's user id")
+        value = definition.validate(data) if definition is not None else data
+        return EventMessage(
+            room=room.id, event=event, data=value,
+            from_=identity.user_id if identity is not None else "server",
+            ts=int(time.time() * 1000), meta=dict(meta or {}),
+            idempotency_key=idempotency_key,
+        )
+
+    async def _run(
+        self, room: Room, event: str, data: Any, *, identity: Identity | None, transport: str,
+        client_id: str | None, joined: bool | None, meta: dict[str, Any] | None,
+        idempotency_key: str | None, commit: bool, ip: str | None = None,
+        tools: PublishTools | None = None, turn: Turn | None = None,
+    ) -> PublishResult:
+        tools = tools or self.tools
+        message = self._message(room, event, data, identity, joined, meta, idempotency_key)
+        if identity is not None and transport != "server":  # the server is never limited
+            await tools.limiter.check(room, event, Sender(identity.user_id, client_id, ip))
+        ctx = PublishContext(message, room, identity, transport, client_id)
+        chain = tools.middleware + list(room.config.middleware)
+        duplicate = False
+
+        async def final(current: PublishContext) -> EventMessage | None:
+            nonlocal duplicate
+            accepted = await apply_before_each(
+                self._hooks.before_each, current.message, current.identity
+            )
+            if not commit:
+                return accepted
+            if accepted is not message:  # changed by a hook: encodable, before it takes a seq
+                self._check_changed(accepted)
+            published, duplicate = await self.commit(room, accepted, turn=turn)
+            return published
+
+        if chain:
+            result = await run_middleware(ctx, chain, final)
+        else:
+            result = await final(ctx)
+        if result is None or ctx.dropped:
+            return PublishResult(None)
+        return PublishResult(result, duplicate)
+
+    async def commit(
+        self, room: Room, message: EventMessage, *, durable: bool | None = None,
+        turn: Turn | None = None,
+    ) -> tuple[EventMessage, bool]:
+        """Publish an accepted message: broker (seq, fan-out), store, handlers, ``after_each``."""
+        durable = self.durable(room) if durable is None else durable
+        writer = self._writer
+        if writer is not None:
+            writer.reserve(durable)  # UNAVAILABLE before publishing if it could not be stored
+        window, depth = self._config.recovery_window, self._history.depth(room, message.event)
+        submit = self._submit
+        try:
+            if turn is not None and submit is not None:
+                await turn.wait()  # the connection's earlier publishes are handed over first
+                try:
+                    pending = submit(message, window, depth)
+                finally:
+                    turn.handed_over()
+                published = await pending
+            else:
+                published = await self._broker.publish(message, window, depth)
+        except Exception as exc:
+            if writer is not None:
+                writer.release()
+            raise protocol_error(exc, f"broker publish in room {room.id}") from None
+        if published.duplicate:
+            if writer is not None:
+                writer.release()
+                if durable:
+                    await writer.wait_stored(published.message)
+            return published.message, True
+        stored = published.message
+        not_stored: Unavailable | None = None
+        if writer is not None:
+            future = writer.put(stored, durable, published.epoch)
+            if future is not None:
+                try:
+                    await writer.wait(future, f"event seq {stored.seq}")
+                except Unavailable as exc:
+                    not_stored = exc  # delivered already: handlers still run once
+        await self._handlers.run(stored)
+        if self._hooks.after_each is not None:
+            recipients = published.recipients
+            if recipients is None:  # delivered elsewhere (Redis): the room's cluster-wide size
+                recipients = await self._broker.presence.count(room.id)
+            await fire("after_each", self._hooks.after_each, stored, recipients)
+        if not_stored is not None:
+            raise not_stored
+        return stored, False
+
+    def _check_changed(self, message: EventMessage) -> None:
+        """A message a middleware or ``before_each`` built follows the same rules."""
+        config = self._config
+        check_event_name(message.event)
+        check_payload(message.data, message.meta, max_size=config.max_message_size,
+                      max_depth=config.max_json_depth)
+
+    def _record_rejection(
+        self, room: Room, event: str, data: Any, identity: Identity | None,
+        meta: dict[str, Any] | None, error: DialogueError,
+    ) -> None:
+        if not self._config.audit_rejections or self._writer is None:
+            return
+        if isinstance(error, Unavailable):
+            return  # not a refusal of the event: the backend is down
+        self._writer.record(Rejection(
+            room=room.id, event=str(event)[:128],
+            sender=identity.user_id if identity is not None else "server",
+            ts=int(time.time() * 1000), code=error.code, reason=error.message,
+            data=None if isinstance(error, PayloadTooLarge) else data,
+            meta=dict(meta) if isinstance(meta, dict) else {},
+        ))

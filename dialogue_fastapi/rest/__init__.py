@@ -1,0 +1,3 @@
+"""The REST front end: routes, their pydantic models and the protocol's error body. See
+docs/architecture.md.
+"""

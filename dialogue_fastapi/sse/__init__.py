@@ -1,0 +1,3 @@
+"""The SSE front end: ``GET /sse``, the SSE transport that frames events, the cursor. See
+docs/architecture.md.
+"""
