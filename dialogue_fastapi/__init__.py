@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .dialogue import Dialogue
     from .limits.events import EventLimiter, Limiter
     from .publish.pipeline import PublishContext
-    from .publish.publisher import PublishTools
+    from .publish.submission import PublishTools
 
 _EXPORTS = {
     "CloseCode": ".core.errors",
@@ -33,7 +33,7 @@ _EXPORTS = {
     "Position": ".core.types",
     "PresenceEntry": ".core.types",
     "PublishContext": ".publish.pipeline",
-    "PublishTools": ".publish.publisher",
+    "PublishTools": ".publish.submission",
     "RateLimit": ".core.config",
     "Reject": ".core.errors",
     "Retention": ".core.config",

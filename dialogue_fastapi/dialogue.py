@@ -17,7 +17,7 @@ from .core.events import EventDefinition, event_name
 from .core.types import EventMessage, Position, PresenceEntry
 from .limits.http import HttpLimits
 from .publish.handlers import Handler
-from .publish.publisher import PublishTools
+from .publish.submission import PublishTools
 from .rooms.registry import Room
 from .routing import build_router
 from .runtime import Runtime

@@ -18,7 +18,8 @@ from .node.exit_signal import forget_goodbye, say_goodbye_first
 from .node.hub import Hub
 from .publish.handlers import HandlerRegistry
 from .publish.outbox import OutboxRelay
-from .publish.publisher import Publisher, PublishTools
+from .publish.publisher import Publisher
+from .publish.submission import PublishTools
 from .rooms.admin import RoomAdmin
 from .rooms.history import HistoryReader
 from .rooms.membership import MembershipService

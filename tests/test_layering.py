@@ -31,6 +31,7 @@ LAYERS: list[set[str]] = [
     {"node.connection", "publish.pipeline", "publish.handlers", "rooms.registry", "websocket.commands",
      "rest.models", "limits.events", "limits.http", "contract.frames", "contract.asyncapi"},
     {"node.hub", "rooms.history", "rooms.admin", "auth.dependency", "rooms.retention", "rooms.state",
+     "publish.submission",
      "middleware"},
     {"cluster.control", "publish.publisher", "rooms.membership"},
     {"runtime", "publish.outbox", "auth.gate", "auth.tickets"},

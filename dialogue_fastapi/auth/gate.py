@@ -25,7 +25,7 @@ from starlette.websockets import WebSocket
 from ..core.errors import CloseCode, RateLimited, Unavailable
 from ..core.outages import is_outage
 from ..core.peers import client_ip
-from ..publish.publisher import PublishTools
+from ..publish.submission import PublishTools
 from .dependency import AuthResult
 
 logger = logging.getLogger("dialogue_fastapi")

@@ -26,8 +26,8 @@ from ..core.events import EventDefinition
 from ..core.hooks import fire
 from ..core.outages import protocol_error
 from ..core.rules import check_event_name, check_payload, check_text
-from ..core.types import EventMessage, Identity
-from ..limits.events import EventLimiter, Limiter, Sender
+from ..core.types import EventMessage
+from ..limits.events import EventLimiter, Sender
 from ..rooms.history import HistoryReader
 from ..rooms.registry import Room
 from ..stores.base import Rejection
@@ -35,17 +35,9 @@ from ..stores.write_behind import WriteBehind
 from .handlers import HandlerRegistry
 from .lane import Turn
 from .pipeline import Middleware, PublishContext, apply_before_each, run_middleware
+from .submission import PublishTools, Submission
 
 logger = logging.getLogger("dialogue_fastapi")
-
-
-@dataclass(frozen=True, slots=True)
-class PublishTools:
-    """The limiter and the global middleware a publish runs with. Routes receive them as a
-    FastAPI dependency, so ``app.dependency_overrides`` can replace them in tests."""
-
-    limiter: Limiter
-    middleware: list[Middleware]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,68 +92,47 @@ class Publisher:
         own = room.config.durable
         return self._config.durable if own is None else own
 
-    async def publish(
-        self, room: Room, event: str, data: Any, *, identity: Identity | None,
-        transport: str, client_id: str | None = None, joined: bool | None = None,
-        meta: dict[str, Any] | None = None, idempotency_key: str | None = None,
-        ip: str | None = None, tools: PublishTools | None = None, turn: Turn | None = None,
-    ) -> PublishResult:
-        """Run the whole pipeline; raises a DialogueError with the protocol code. ``turn``:
-        the publish's place in its connection's lane (handed to the broker in that order)."""
+    async def publish(self, sub: Submission) -> PublishResult:
+        """Run the whole pipeline; raises a DialogueError with the protocol code."""
         try:
-            return await self._run(room, event, data, identity=identity, transport=transport,
-                                   client_id=client_id, joined=joined, meta=meta,
-                                   idempotency_key=idempotency_key, commit=True, ip=ip,
-                                   tools=tools or self.tools, turn=turn)
+            return await self._run(sub, commit=True)
         except DialogueError as exc:
-            self._record_rejection(room, event, data, identity, meta, exc)
+            self._record_rejection(sub, exc)
             raise
 
-    async def prepare(
-        self, room: Room, event: str, data: Any, *, identity: Identity | None,
-        meta: dict[str, Any] | None = None, idempotency_key: str | None = None,
-    ) -> EventMessage | None:
+    async def prepare(self, sub: Submission) -> EventMessage | None:
         """The pipeline without the broker: the accepted message (None if a middleware dropped it)."""
         try:
-            outcome = await self._run(room, event, data, identity=identity, transport="server",
-                                      client_id=None, joined=None, meta=meta,
-                                      idempotency_key=idempotency_key, commit=False)
+            outcome = await self._run(sub, commit=False)
         except DialogueError as exc:
-            self._record_rejection(room, event, data, identity, meta, exc)
+            self._record_rejection(sub, exc)
             raise
         return outcome.message
 
-    def _message(
-        self, room: Room, event: str, data: Any, identity: Identity | None, joined: bool | None,
-        meta: dict[str, Any] | None, idempotency_key: str | None,
-    ) -> EventMessage:
-        config = self._config
-        check_payload(data, meta, max_size=config.max_message_size, max_depth=config.max_json_depth)
-        if joined is False:
+    def _message(self, sub: Submission) -> EventMessage:
+        """The input rules, membership, event allowed and schema: the accepted message."""
+        config, room = self._config, sub.room
+        check_payload(sub.data, sub.meta, max_size=config.max_message_size,
+                      max_depth=config.max_json_depth)
+        if sub.joined is False:
             raise NotInRoom(f"join room '{room.id}' before publishing to it")
-        definition = self.definition(room, event)
-        check_text(idempotency_key, "idempotency_key", 128)
-        if identity is not None:
-            check_text(identity.user_id, "the sender's user id")
-        value = definition.validate(data) if definition is not None else data
+        definition = self.definition(room, sub.event)
+        check_text(sub.idempotency_key, "idempotency_key", 128)
+        check_text(sub.sender, "the sender's user id")
+        value = definition.validate(sub.data) if definition is not None else sub.data
         return EventMessage(
-            room=room.id, event=event, data=value,
-            from_=identity.user_id if identity is not None else "server",
-            ts=int(time.time() * 1000), meta=dict(meta or {}),
-            idempotency_key=idempotency_key,
+            room=room.id, event=sub.event, data=value, from_=sub.sender,
+            ts=int(time.time() * 1000), meta=dict(sub.meta or {}),
+            idempotency_key=sub.idempotency_key,
         )
 
-    async def _run(
-        self, room: Room, event: str, data: Any, *, identity: Identity | None, transport: str,
-        client_id: str | None, joined: bool | None, meta: dict[str, Any] | None,
-        idempotency_key: str | None, commit: bool, ip: str | None = None,
-        tools: PublishTools | None = None, turn: Turn | None = None,
-    ) -> PublishResult:
-        tools = tools or self.tools
-        message = self._message(room, event, data, identity, joined, meta, idempotency_key)
-        if identity is not None and transport != "server":  # the server is never limited
-            await tools.limiter.check(room, event, Sender(identity.user_id, client_id, ip))
-        ctx = PublishContext(message, room, identity, transport, client_id)
+    async def _run(self, sub: Submission, *, commit: bool) -> PublishResult:
+        tools, room = sub.tools or self.tools, sub.room
+        message = self._message(sub)
+        if sub.identity is not None and sub.transport != "server":  # the server is never limited
+            await tools.limiter.check(room, sub.event,
+                                      Sender(sub.identity.user_id, sub.client_id, sub.ip))
+        ctx = PublishContext(message, room, sub.identity, sub.transport, sub.client_id)
         chain = tools.middleware + list(room.config.middleware)
         duplicate = False
 
@@ -174,13 +145,10 @@ class Publisher:
                 return accepted
             if accepted is not message:  # changed by a hook: encodable, before it takes a seq
                 self._check_changed(accepted)
-            published, duplicate = await self.commit(room, accepted, turn=turn)
+            published, duplicate = await self.commit(room, accepted, turn=sub.turn)
             return published
 
-        if chain:
-            result = await run_middleware(ctx, chain, final)
-        else:
-            result = await final(ctx)
+        result = await run_middleware(ctx, chain, final) if chain else await final(ctx)
         if result is None or ctx.dropped:
             return PublishResult(None)
         return PublishResult(result, duplicate)
@@ -242,18 +210,14 @@ class Publisher:
         check_payload(message.data, message.meta, max_size=config.max_message_size,
                       max_depth=config.max_json_depth)
 
-    def _record_rejection(
-        self, room: Room, event: str, data: Any, identity: Identity | None,
-        meta: dict[str, Any] | None, error: DialogueError,
-    ) -> None:
+    def _record_rejection(self, sub: Submission, error: DialogueError) -> None:
         if not self._config.audit_rejections or self._writer is None:
             return
         if isinstance(error, Unavailable):
             return  # not a refusal of the event: the backend is down
         self._writer.record(Rejection(
-            room=room.id, event=str(event)[:128],
-            sender=identity.user_id if identity is not None else "server",
+            room=sub.room.id, event=str(sub.event)[:128], sender=sub.sender,
             ts=int(time.time() * 1000), code=error.code, reason=error.message,
-            data=None if isinstance(error, PayloadTooLarge) else data,
-            meta=dict(meta) if isinstance(meta, dict) else {},
+            data=None if isinstance(error, PayloadTooLarge) else sub.data,
+            meta=dict(sub.meta) if isinstance(sub.meta, dict) else {},
         ))

@@ -14,7 +14,7 @@ from ..core.errors import (
 from ..core.peers import client_ip
 from ..core.rules import MAX_INT64
 from ..limits.http import USER_STATE
-from ..publish.publisher import PublishTools
+from ..publish.submission import PublishTools
 from ..runtime import Runtime
 from ..usecases import Caller, CreateRoomRequest, HistoryRequest, PublishRequest, UseCases
 from .errors import error_responses, route_class

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from ..core.types import Identity
 from ..node.connection import Connection
 from ..publish.lane import Turn
-from ..publish.publisher import PublishTools
+from ..publish.submission import PublishTools
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..core.types import EventMessage
 from ..publish.publisher import PublishResult
+from ..publish.submission import Submission
 from ..runtime import Runtime
 from .access import Access
 from .caller import Caller
@@ -26,13 +27,11 @@ class Publishing:
         self._access.check_channel(caller, room)
         if caller.conn is None and not caller.is_server:  # REST: no membership to check
             await self._access.may_see(caller, room)
-        return await self._rt.publisher.publish(
-            room, request.event, request.data, identity=caller.identity,
-            transport=caller.transport, client_id=caller.client_id,
-            joined=caller.member_of(room.id), meta=request.meta,
-            idempotency_key=request.idempotency_key, ip=caller.ip, tools=caller.tools,
-            turn=caller.turn,
-        )
+        return await self._rt.publisher.publish(Submission(
+            room, request.event, request.data, request.meta, request.idempotency_key,
+            caller.identity, caller.transport, caller.client_id, caller.ip,
+            caller.member_of(room.id), caller.tools, caller.turn,
+        ))
 
     async def publish_in(
         self, session: Any, request: PublishRequest, from_: str = "server"
@@ -46,11 +45,11 @@ class Publishing:
                 "or 'postgresql+asyncpg://...'"
             )
         room = self._access.room(request.room)
-        message = await rt.publisher.prepare(
-            room, request.event, request.data, identity=Caller.server(from_).identity,
-            meta=request.meta,
-            idempotency_key=request.idempotency_key or "outbox-" + secrets.token_hex(12),
-        )
+        message = await rt.publisher.prepare(Submission(
+            room, request.event, request.data, request.meta,
+            request.idempotency_key or "outbox-" + secrets.token_hex(12),
+            Caller.server(from_).identity,
+        ))
         if message is not None:
             await rt.outbox.add(session, message)
         return message

@@ -15,7 +15,7 @@ from ..auth.origins import origin_refusal
 from ..core.errors import CloseCode
 from ..core.peers import client_ip
 from ..node.connection import Connection
-from ..publish.publisher import PublishTools
+from ..publish.submission import PublishTools
 from ..runtime import Runtime
 from ..usecases import UseCases
 from .nodelay import ensure_nodelay
