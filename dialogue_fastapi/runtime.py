@@ -7,7 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from .brokers import Broker, MemoryBroker, broker_from_config
-from .brokers.base import StoreBacked, StoredRooms
+from .brokers.base import OrderedSubmit, StoreBacked, StoredRooms
 from .cluster.control import ControlHandler
 from .core.config import DialogueConfig
 from .core.errors import CloseCode
@@ -86,6 +86,29 @@ class Runtime:
     def publish_tools(self) -> PublishTools:
         """FastAPI dependency: the limiter and global middleware of this node's publishes."""
         return self.publisher.tools
+
+    # what the transports ask of the node (they reach no part of it directly) -------------
+    @property
+    def pipelined_publishes(self) -> bool:
+        """Whether the broker takes publishes in order through one pipeline (a lane per
+        connection keeps several in flight)."""
+        return isinstance(self.broker, OrderedSubmit)
+
+    def live_connections(self) -> list[Connection]:
+        """Every connection of this node, any transport."""
+        return list(self.hub.connections.values())
+
+    async def readiness(self) -> tuple[dict[str, bool], int]:
+        """(checks, dead letters) for ``/ready``: started, broker healthy and (with a store)
+        its writer not failing; dead letters are reported, they never fail readiness."""
+        try:
+            broker = bool(await self.broker.healthy())
+        except Exception:
+            broker = False
+        checks = {"started": self.started, "broker": broker}
+        if self.writer is not None:
+            checks["store"] = self.writer.healthy
+        return checks, self.writer.dead_letters if self.writer is not None else 0
 
     async def start(self) -> None:
         """Start once, however many apps include the router."""

@@ -1,6 +1,7 @@
 """Imports flow one way: a module never imports from a higher layer (CONVENTIONS.md)."""
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,17 @@ def test_client_is_independent_of_the_server() -> None:
             top = target.split(".")[0]
             allowed = top == "client" or target in ("core.errors", "core.types", "core")
             assert allowed, f"{path.name} imports server module {target}"
+
+
+RUNTIME_PARTS = re.compile(r"\b(?:rt|runtime|self\.rt|self\._rt)\.(broker|hub|registry|publisher|membership|"
+                           r"history|admin|writer|store|states|control|outbox|retention)\b")
+
+
+def test_front_ends_reach_no_part_of_the_runtime() -> None:
+    """The runtime is the composition root: front ends ask it for a connection's lifecycle
+    (connected, disconnected, readiness, live connections), never for one of its parts."""
+    for folder in FRONT_ENDS:
+        for path in (PACKAGE / folder).rglob("*.py"):
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                found = RUNTIME_PARTS.search(line)
+                assert found is None, f"{path.name}:{number} reaches into the runtime's {found[1]}"

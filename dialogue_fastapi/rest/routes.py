@@ -1,7 +1,7 @@
 """REST routes: rooms, history, publish, presence, health and readiness (adapters over the
 use cases: parse, call, encode)."""
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -112,20 +112,11 @@ def build_rest_routes(rt: Runtime, uc: UseCases, auth: Callable[..., Any]) -> AP
 
     @router.get("/ready", response_model=Health, responses={503: {"model": Health}})
     async def ready() -> Any:
-        checks = {"started": rt.started, "broker": await _safe(rt.broker.healthy())}
-        if rt.writer is not None:  # the store's writer: running and not failing
-            checks["store"] = rt.writer.healthy
+        checks, dead_letters = await rt.readiness()
         ok = all(checks.values())
-        dead_letters = rt.writer.dead_letters if rt.writer is not None else 0  # never fails /ready
         body = {"status": "ok" if ok else "unavailable", "checks": checks,
                 "dead_letters": dead_letters}
         return body if ok else JSONResponse(body, status_code=503)
 
     return router
 
-
-async def _safe(check: Coroutine[Any, Any, bool]) -> bool:
-    try:
-        return bool(await check)
-    except Exception:
-        return False

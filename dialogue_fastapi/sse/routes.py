@@ -81,7 +81,7 @@ class ShutdownWatch:
 
     async def _watch(self, event: anyio.Event) -> None:
         await event.wait()
-        for conn in list(self._rt.hub.connections.values()):
+        for conn in self._rt.live_connections():
             if conn.transport.kind == "sse":
                 conn.close(CloseCode.GOING_AWAY, "server shutting down")
 

@@ -16,7 +16,6 @@ from typing import Any
 import orjson
 from starlette.websockets import WebSocket
 
-from ..brokers.base import OrderedSubmit
 from ..core.background import BackgroundTask
 from ..core.errors import (
     BadRequest,
@@ -68,7 +67,7 @@ class WebSocketSession:
         self._writer: asyncio.Task[None] | None = None
         self._violations: deque[float] = deque()  # times of recent rate-limit refusals
         # publishes in flight per connection, where the broker's publish is a round trip
-        self._lane = PublishLane() if isinstance(runtime.broker, OrderedSubmit) else None
+        self._lane = PublishLane() if runtime.pipelined_publishes else None
         self._cutter: asyncio.Task[None] | None = None
         self._cut = False
 
@@ -221,7 +220,7 @@ class WebSocketSession:
 
     def _violation(self) -> None:
         """Count a rate-limit refusal; too many within the window close the connection (4008)."""
-        limiter = (self.conn.tools or self.rt.publisher.tools).limiter  # the connection's own
+        limiter = (self.conn.tools or self.rt.publish_tools()).limiter  # the connection's own
         most, seconds = limiter.max_violations, limiter.violation_window
         if most is None:
             return
@@ -266,7 +265,7 @@ class IdleSweeper:
         while True:
             await asyncio.sleep(period)
             deadline = time.monotonic() - timeout
-            for conn in list(self.rt.hub.connections.values()):
+            for conn in self.rt.live_connections():
                 if conn.transport.kind == "websocket" and conn.last_seen < deadline:
                     conn.close(CloseCode.HEARTBEAT_TIMEOUT,
                                f"no frame from the client for {timeout:g} s; send 'ping'")
