@@ -1,10 +1,13 @@
-"""Medians over repetitions, ratios dialogue/ceiling (or any two kinds), and the targets."""
+"""Medians over repetitions, ratios dialogue/ceiling (or any two kinds), the targets, and the
+comparison of this tree's library with another version (``--against``)."""
 
 from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 # metric name -> (label, format); the table lists a size's metrics in this order.
 # The indented ones are cluster.py's: the same figure for the subscribers on the
@@ -32,7 +35,20 @@ LABELS = {
     "lat_msgs_per_write": ("SSE messages per write (latency phase)", "{:.2f}"),  # sse.py
     "foreign_load": ("foreign CPU load (max, cores)", "{:.2f}"),
     "rss_kib_per_conn": ("RSS KiB per idle connection", "{:.1f}"),
+    "publishes_per_s": ("acked publishes/s", "{:,.0f}"),  # pipeline.py
+    "cpu_us_per_publish": ("server CPU us/publish", "{:.2f}"),  # pipeline.py
 }
+# --against: the figures judged, and which way is better ("<=": lower)
+BETTER = {
+    "deliv_per_s": ">=",
+    "publishes_per_s": ">=",
+    "cpu_us_per_msg": "<=",
+    "cpu_us_per_publish": "<=",
+    "p50_ms": "<=",
+    "p99_ms": "<=",
+    "rss_kib_per_conn": "<=",
+}
+TOLERANCE = 0.05  # --against: a judged figure may be at most 5% worse than the other version's
 
 
 @dataclass(frozen=True)
@@ -75,33 +91,83 @@ def ratio(
     return dial / base
 
 
+def text_table(rows: Sequence[Sequence[str]]) -> str:
+    """Rows of cells as a table: the first column left-aligned, the others right-aligned,
+    a rule under the header row."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                       for i, (c, w) in enumerate(zip(r, widths, strict=True))) for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def _rows(med: dict[str, dict[str, float]], metrics: Iterable[str], den: str, num: str,
+          prefix: str = "", digits: int = 2) -> list[tuple[str, str, str, str]]:
+    """Per metric: its label, the ``den`` and ``num`` medians, and the ratio num/den."""
+    out = []
+    for metric in metrics:
+        r = ratio(med, metric, num, den)
+        out.append((prefix + _label(metric), _fmt(metric, med.get(den, {}).get(metric)),
+                    _fmt(metric, med.get(num, {}).get(metric)), "n/a" if r is None else f"{r:.{digits}f}x"))
+    return out
+
+
+def _all_metrics(med: dict[str, dict[str, float]]) -> list[str]:
+    return sorted({k for m in med.values() for k in m}, key=_sort_key)
+
+
 def table(
     med: dict[str, dict[str, float]],
     columns: tuple[tuple[str, str], tuple[str, str]] = (("baseline", "ceiling"), ("dialogue", "dialogue")),
 ) -> str:
     """Metric, the two ``(kind, heading)`` columns, and the ratio second/first."""
     (den, den_head), (num, num_head) = columns
-    metrics = sorted({k for m in med.values() for k in m}, key=_sort_key)
-    rows = [("metric", den_head, num_head, f"{num_head}/{den_head}")]
-    for metric in metrics:
-        r = ratio(med, metric, num, den)
-        rows.append(
-            (
-                _label(metric),
-                _fmt(metric, med.get(den, {}).get(metric)),
-                _fmt(metric, med.get(num, {}).get(metric)),
-                "n/a" if r is None else f"{r:.2f}x",
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = [
-        "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        )
-        for row in rows
-    ]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
+    head = ("metric", den_head, num_head, f"{num_head}/{den_head}")
+    return text_table([head, *_rows(med, _all_metrics(med), den, num)])
+
+
+def _judge(metric: str, r: float | None) -> tuple[str, bool | None]:
+    """The verdict on a ratio current/other: the bound and PASS/FAIL, or no verdict."""
+    op = BETTER.get(metric.split("@")[0])
+    if op is None:
+        return "", None
+    bound = 1 - TOLERANCE if op == ">=" else 1 + TOLERANCE
+    if r is None:
+        return "not measured", None
+    ok = r >= bound if op == ">=" else r <= bound
+    return f"{op} {bound:.2f}x: {'PASS' if ok else 'FAIL'}", ok
+
+
+def regression(
+    med: dict[str, dict[str, float]],
+    pairs: Sequence[tuple[str, str]],
+    metrics: Sequence[str] | None = None,
+    prefixes: Sequence[str] | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """``--against``: per ``(current, other)`` pair of kinds and metric, both medians, the ratio
+    current/other and, for the figures in ``BETTER``, the verdict within ``TOLERANCE``
+    (throughput at least 0.95x the other's; latency, CPU and memory at most 1.05x).
+    ``prefixes``: a label per pair, before each row's (pipeline.py's configurations)."""
+    other = pairs[0][1].partition("@")[2] if pairs else "against"
+    rows: list[Sequence[str]] = [("metric", other, "this tree", f"this tree/{other}", "verdict")]
+    found: dict[str, Any] = {}
+    for i, (cur, oth) in enumerate(pairs):
+        pair = {k: med.get(k, {}) for k in (cur, oth)}
+        names = list(metrics) if metrics is not None else _all_metrics(pair)
+        for metric, row in zip(names, _rows(med, names, oth, cur, prefixes[i] if prefixes else "", 3),
+                               strict=True):
+            verdict, ok = _judge(metric, ratio(med, metric, cur, oth))
+            rows.append((*row, verdict))
+            if ok is not None:
+                found[f"{cur}:{metric}"] = {"current": pair[cur][metric], "against": pair[oth][metric],
+                                            "ratio": pair[cur][metric] / pair[oth][metric], "pass": ok}
+    failed = [k for k, v in found.items() if not v["pass"]]
+    missing = sum(1 for r in rows if r[-1] == "not measured")
+    summary = f"regression check (this tree/{other}, medians, tolerance {TOLERANCE:.0%}): " + (
+        f"{len(failed)} of {len(found)} judged rows FAIL: {', '.join(failed)}" if failed
+        else f"all {len(found)} judged rows PASS" if found else "no row judged"
+    ) + (f"; {missing} row(s) not measured on both sides" if missing else "")
+    return f"{text_table(rows)}\n{summary}", found
 
 
 def _sort_key(metric: str) -> tuple[int, int]:

@@ -17,15 +17,16 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
 import orjson
 from _cpu import wait_for_quiet
-from _report import medians
+from _report import medians, regression
 from _runner import Pinning, noise
-from _servers import ServerError
+from _servers import REPO_DIR, ServerError, library_file, library_state
 
 Run = dict[str, Any]
 Runs = dict[str, list[Run]]
@@ -49,6 +50,86 @@ def fanout_parser(kinds: Sequence[str], rates: dict[int, float]) -> argparse.Arg
     add("--retries", type=int, default=2, help="reruns of a rep voided by foreign load")
     add("--json", type=Path, help="write raw runs, medians and targets here")
     return p
+
+
+# --against DIR ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Against:
+    """Another checkout of the library: its servers are the kinds ``<kind>@<commit>``."""
+
+    repo: Path
+    commit: str
+
+    def kind(self, base: str) -> str:
+        return f"{base}@{self.commit}"
+
+
+def add_against(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--against", type=Path, metavar="DIR",
+        help="also run the dialogue server(s) on the library of this checkout (e.g. a git worktree of "
+             "the previous main), alternated with this tree's, and compare them (5%% tolerance)",
+    )  # fmt: skip
+
+
+def load_against(path: Path | None) -> Against | None:
+    """``--against``'s checkout, once checked: a server started for it imports its library."""
+    if path is None:
+        return None
+    repo = path.resolve()
+    if not (repo / "dialogue_fastapi").is_dir():
+        raise SystemExit(f"--against {path}: no dialogue_fastapi/ in it")
+    if repo == REPO_DIR:
+        raise SystemExit(f"--against {path}: that is this tree")
+    found = library_file(repo)
+    if not found.is_relative_to(repo):
+        raise SystemExit(f"--against {path}: its servers would import dialogue_fastapi from {found}")
+    commit = library_state(repo)["commit"]
+    return Against(repo, repo.name if commit == "unknown" else commit)
+
+
+def with_against(kinds: Sequence[str], against: Against | None, compared: Sequence[str]) -> list[str]:
+    """``kinds``, each of ``compared`` followed by its ``--against`` kind."""
+    out: list[str] = []
+    for kind in kinds:
+        out += [kind, against.kind(kind)] if against is not None and kind in compared else [kind]
+    return out
+
+
+def server_for(kind: str, against: Against | None) -> tuple[str, Path]:
+    """The kind a server runs (``dialogue`` for ``dialogue@f7a39f0``) and the checkout it imports."""
+    base, _, commit = kind.partition("@")
+    return base, (against.repo if against is not None and commit else REPO_DIR)
+
+
+def against_report(
+    med: dict[str, dict[str, float]], against: Against | None, kinds: Sequence[str], noise_limit: float,
+    metrics: Sequence[str] | None = None, titles: Callable[[str], str] | None = None,
+) -> dict[str, Any]:
+    """Print the comparison of each kind run both ways (``_report.regression``); the ``--json``
+    fields (none without ``--against``). ``titles``: a row prefix per kind."""
+    if against is None:
+        return {}
+    compared = [k for k in kinds if against.kind(k) in kinds]
+    text, found = regression(med, [(k, against.kind(k)) for k in compared], metrics,
+                             [titles(k) + ": " for k in compared] if titles else None)
+    print(f"\nthis tree against {against.commit} ({against.repo}), medians over the repetitions:\n{text}")
+    noisy = sorted(k for c in compared for k in (c, against.kind(c))
+                   if max([v for m, v in med.get(k, {}).items() if m.startswith("foreign_load")] + [0.0])
+                   > noise_limit)
+    if noisy:
+        print(f"NOTE: foreign load above {noise_limit:g} cores in the medians of {', '.join(noisy)}: "
+              "the machine was busy, a verdict may be noise")
+    return {"against": {"repo": str(against.repo), "commit": against.commit, "rows": found}}
+
+
+def against_header(against: Against | None) -> list[str]:
+    """The header's line on ``--against`` (none without it)."""
+    if against is None:
+        return []
+    state = library_state(against.repo)
+    return [f"against: {against.repo} (kinds @{against.commit}): dialogue_fastapi at {state['commit']}, "
+            f"newest file {state['newest_file']}; server modules from {Path(__file__).parent}"]
 
 
 def fanout_args(p: argparse.ArgumentParser, argv: list[str] | None,
@@ -164,22 +245,12 @@ def counts(runs: Runs, name: Callable[[str], str] = str) -> str:
     return ", ".join(f"{name(k)}: {len(rs)}" for k, rs in runs.items())
 
 
-def text_table(rows: Sequence[Sequence[str]]) -> str:
-    """Rows of cells as a table: the first column left-aligned, the others right-aligned,
-    a rule under the header row."""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                       for i, (c, w) in enumerate(zip(r, widths, strict=True))) for r in rows]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
-
-
 def write_json(path: Path | None, args: argparse.Namespace, **fields: Any) -> None:
     """``--json``: the arguments and ``fields`` (runs, medians, ...), if a path was given."""
     if path is None:
         return
     out = {"args": vars(args) | {"json": str(path)}, **fields}
-    path.write_bytes(orjson.dumps(out, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
+    path.write_bytes(orjson.dumps(out, default=str, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
 
 
 def warn_if_changed(start: dict[str, str], end: dict[str, str]) -> None:

@@ -6,12 +6,13 @@ import argparse
 import asyncio
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from _client import publisher, subscribers
 from _cpu import ForeignLoad
 from _phases import Latency, Throughput, idle_rss, latency, throughput
-from _servers import CpuMeter, ServerProcess, running_server
+from _servers import REPO_DIR, CpuMeter, ServerProcess, running_server
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,10 @@ def rate_for(args: argparse.Namespace, n: int) -> float:
     return float(args.rates.get(n, 30_000 / n))
 
 
-async def measure_idle(kind: str, args: argparse.Namespace, pins: Pinning) -> dict[str, Any]:
-    async with running_server(kind, pins.server) as server:
+async def measure_idle(
+    kind: str, args: argparse.Namespace, pins: Pinning, repo: Path = REPO_DIR, label: str | None = None
+) -> dict[str, Any]:
+    async with running_server(kind, pins.server, label=label, repo=repo) as server:
         async with subscribers(server.url, 20, args.reader == "raw") as tally, publisher(server.url) as pub:
             await throughput(server, pub, tally, 20, 0.5, args.window, args.max_lag, timeout=20)  # warm-up
         mem = await idle_rss(server, args.idle)
@@ -84,12 +87,15 @@ def describe(tp: Throughput, lat: Latency) -> str:
     )
 
 
-async def run_one(kind: str, args: argparse.Namespace, pins: Pinning) -> dict[str, Any]:
-    """Idle memory on a fresh server, then every N on a second fresh server; bounded in time."""
+async def run_one(
+    kind: str, args: argparse.Namespace, pins: Pinning, repo: Path = REPO_DIR, label: str | None = None
+) -> dict[str, Any]:
+    """Idle memory on a fresh server, then every N on a second fresh server; bounded in time.
+    ``repo``: the checkout whose library the servers import; ``label``: their name in messages."""
     budget = 120 + args.idle / 50 + len(args.subscribers) * (args.duration + args.latency_duration + 90)
     async with asyncio.timeout(budget):
-        out = await measure_idle(kind, args, pins)
-        async with running_server(kind, pins.server) as server:
+        out = await measure_idle(kind, args, pins, repo, label)
+        async with running_server(kind, pins.server, label=label, repo=repo) as server:
             for n in args.subscribers:
                 out |= await measure_n(server, n, args, pins)
     return out

@@ -125,6 +125,42 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(timeout=3)
 
 
+def server_env(repo: Path, env: dict[str, str] | None = None) -> dict[str, str]:
+    """A server's environment: ``env`` added, ``repo`` (whose ``dialogue_fastapi`` it imports)
+    first on PYTHONPATH. The server runs in ``repo`` too: ``python -m`` puts the working
+    directory before PYTHONPATH, and this repository's library must not shadow another's."""
+    return dict(
+        os.environ,
+        **(env or {}),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")])),
+    )
+
+
+def library_file(repo: Path) -> Path:
+    """Where a server started for ``repo`` imports ``dialogue_fastapi`` from."""
+    out = subprocess.run(
+        [sys.executable, "-c", "import dialogue_fastapi; print(dialogue_fastapi.__file__)"],
+        cwd=repo, env=server_env(repo), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    if out.returncode != 0:
+        raise ServerError(f"dialogue_fastapi does not import from {repo}:\n{out.stderr[-2000:]}")
+    return Path(out.stdout.strip()).resolve()
+
+
+def library_state(repo: Path = REPO_DIR) -> dict[str, str]:
+    """The library the servers import from ``repo``: its commit and newest file (every server
+    imports it anew)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        head = ""
+    newest = max((repo / "dialogue_fastapi").rglob("*.py"), key=lambda f: f.stat().st_mtime)
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(newest.stat().st_mtime))
+    return {"commit": head or "unknown", "newest_file": f"{newest.relative_to(repo)} ({stamp})"}
+
+
 @asynccontextmanager
 async def running_server(
     kind: str,
@@ -132,16 +168,14 @@ async def running_server(
     startup_timeout: float = 20.0,
     env: dict[str, str] | None = None,
     label: str | None = None,
+    repo: Path = REPO_DIR,
 ) -> AsyncIterator[ServerProcess]:
     """Start ``kind`` on a free 127.0.0.1 port pinned to ``cpu``; kill it on exit, whatever happens.
 
-    ``env``: extra environment variables for the server; ``label``: its name in messages.
+    ``env``: extra environment variables for the server; ``label``: its name in messages;
+    ``repo``: the checkout whose library it imports (the server modules are this directory's).
     """
-    env = dict(
-        os.environ,
-        **(env or {}),
-        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_DIR), os.environ.get("PYTHONPATH")])),
-    )
+    env = server_env(repo, env)
     label = label or kind
     with tempfile.NamedTemporaryFile(prefix=f"fanout-{kind}-", suffix=".log", delete=False) as log:
         log_path = Path(log.name)
@@ -150,7 +184,7 @@ async def running_server(
         with log_path.open("wb") as out:
             proc = subprocess.Popen(
                 server_command(kind, port),
-                cwd=REPO_DIR,
+                cwd=repo,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,

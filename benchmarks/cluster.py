@@ -38,9 +38,7 @@ import asyncio
 import math
 import os
 import secrets
-import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
@@ -67,7 +65,7 @@ from _reps import (
     write_json,
 )
 from _runner import Pinning, figures, rate_for
-from _servers import REPO_DIR, CpuMeter, ServerProcess, proc_cpu_seconds, running_server
+from _servers import CpuMeter, ServerProcess, library_state, proc_cpu_seconds, running_server
 from _tally import Tallies
 from fanout import DEFAULT_RATES
 from redis import Redis
@@ -162,19 +160,6 @@ def can_pin(pid: int) -> bool:
     except OSError:
         return False
     return True
-
-
-def library_state() -> dict[str, str]:
-    """The library the servers import: its commit and newest file (every server imports it anew)."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_DIR, capture_output=True, text=True, timeout=5
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        head = ""
-    newest = max((REPO_DIR / "dialogue_fastapi").rglob("*.py"), key=lambda f: f.stat().st_mtime)
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(newest.stat().st_mtime))
-    return {"commit": head or "unknown", "newest_file": f"{newest.relative_to(REPO_DIR)} ({stamp})"}
 
 
 # the system under test ------------------------------------------------------------------

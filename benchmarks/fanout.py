@@ -1,6 +1,7 @@
 """Fan-out benchmark: dialogue-fastapi against a plain Starlette broadcast ceiling.
 
     python benchmarks/fanout.py [--quick] [--reps 3] [--only baseline|dialogue] [--json out.json]
+                                [--against DIR]
 
 Each server runs as its own uvicorn subprocess (``--ws websockets-sansio``)
 pinned to CPU 0; this process, the load generator (one asyncio loop, the raw
@@ -22,6 +23,12 @@ subscribers read raw frames after the join; ``--reader websockets`` keeps
 ``websockets``' ``recv()`` and is client-bound). "foreign load" is CPU time
 other processes took on the two pinned cores; a repetition with more than
 ``--noise-limit`` of it is run again (``--retries``).
+
+``--against DIR`` (another checkout of the library, e.g. a git worktree of the
+previous main): the dialogue server also runs on DIR's library, as the kind
+``dialogue@<commit>`` alternated with this tree's, and a second table gives
+both medians per row, the ratio current/against and the verdict (throughput at
+least 0.95x, latency, CPU per message and RSS at most 1.05x).
 """
 
 from __future__ import annotations
@@ -34,14 +41,20 @@ from typing import Any
 
 from _report import table, targets
 from _reps import (
+    add_against,
+    against_header,
+    against_report,
     alternate,
     counts,
     fanout_args,
     fanout_parser,
+    load_against,
     medians_of,
     quietest,
     run_all,
+    server_for,
     setup_process,
+    with_against,
     write_json,
 )
 from _runner import rate_for, run_one
@@ -59,8 +72,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add = p.add_argument
     add("--idle", type=int, default=None, help="idle connections for RSS (5000; --quick 1000)")
     add("--reader", choices=("raw", "websockets"), default="raw", help="subscribers' receive path")
+    add_against(p)
     a = fanout_args(p, argv, DEFAULT_RATES)
     a.idle = a.idle or (1000 if a.quick else 5000)
+    a.against = load_against(a.against)
     return a
 
 
@@ -76,17 +91,18 @@ def print_header(args: argparse.Namespace, split: str) -> None:
         f"reps={args.reps}; N={args.subscribers}; throughput {args.duration:g} s (window "
         f"{args.window}); latency {args.latency_duration:g} s at {rates}; idle={args.idle}",
     ]
-    print("\n".join(lines), flush=True)
+    print("\n".join(lines + against_header(args.against)), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     pins, split = setup_process()
     print_header(args, split)
-    kinds = [args.only] if args.only else list(KINDS)
+    kinds = with_against([args.only] if args.only else KINDS, args.against, ["dialogue"])
 
     async def repetition(kind: str, _rep: int) -> dict[str, Any] | None:
-        return await quietest(kind, lambda _n: run_one(kind, args, pins), args, pins)
+        base, repo = server_for(kind, args.against)
+        return await quietest(kind, lambda _n: run_one(base, args, pins, repo, kind), args, pins)
 
     runs = run_all(alternate(kinds, args.reps, repetition))
     if runs is None:
@@ -94,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     med = medians_of(runs)
     print(f"\nmedians over the repetitions ({counts(runs, lambda k: 'ceiling' if k == 'baseline' else k)}):"
           f"\n{table(med)}\n\n{targets(med)}")
-    write_json(args.json, args, cpu_split=split, runs=runs, medians=med)
+    compared = against_report(med, args.against, kinds, args.noise_limit)
+    write_json(args.json, args, cpu_split=split, runs=runs, medians=med, **compared)
     return 0 if med else 1
 
 if __name__ == "__main__":

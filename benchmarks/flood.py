@@ -32,10 +32,10 @@ import orjson
 from _client import EVENT, ROOM, TEXT, Publisher, close_all, join, mute, open_connection
 from _cpu import ForeignLoad
 from _phases import percentile
-from _reps import alternate, counts, medians_of, quietest, run_all, setup_process, text_table, write_json
+from _report import text_table
+from _reps import alternate, counts, medians_of, quietest, run_all, setup_process, write_json
 from _runner import Pinning
-from _servers import running_server
-from cluster import library_state
+from _servers import library_state, running_server
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 

@@ -20,9 +20,9 @@ from collections.abc import Awaitable, Callable
 import redis.asyncio as aredis
 from cluster import DEFAULT_REDIS_URL, delete_keys
 
-from dialogue_fastapi.config import RateLimit, RoomConfig
-from dialogue_fastapi.rate_limit import EventLimiter, Sender
-from dialogue_fastapi.rooms import Room
+from dialogue_fastapi.core.config import RateLimit, RoomConfig
+from dialogue_fastapi.limits.events import EventLimiter, Sender
+from dialogue_fastapi.rooms.registry import Room
 
 
 async def per_call(call: Callable[[], Awaitable[object]], calls: int) -> tuple[float, float]:

@@ -38,9 +38,9 @@ import orjson
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR.parent))
 
+from dialogue_fastapi.core.types import EventMessage  # noqa: E402
 from dialogue_fastapi.stores.sql import SqlStore  # noqa: E402
 from dialogue_fastapi.stores.write_behind import WriteBehind  # noqa: E402
-from dialogue_fastapi.types import EventMessage  # noqa: E402
 
 DEFAULT_URL = os.environ.get("DIALOGUE_TEST_DATABASE_URL",
                              "postgresql+asyncpg://postgres@127.0.0.1:5432/test")

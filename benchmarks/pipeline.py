@@ -1,6 +1,7 @@
 """Publish pipeline benchmark: what middleware and rate limits cost per publish.
 
     python benchmarks/pipeline.py [--quick] [--reps 3] [--only none,middleware,memory,redis] [--json out.json]
+                                  [--against DIR]
 
 One dialogue server process (``pipeline_server.py``, a ``uvicorn --ws
 websockets-sansio`` subprocess pinned to CPU 0) per configuration and
@@ -21,6 +22,11 @@ one subscriber join the room; after a warm-up, publishes with ``--window`` in
 flight for ``--duration`` s. Figures: acknowledged publishes/s, server CPU
 per publish (/proc), and each step's overhead in µs of server CPU per
 publish (the difference to the previous configuration's median).
+
+``--against DIR`` (another checkout of the library): every configuration also
+runs on DIR's library, as the kind ``<configuration>@<commit>`` alternated with
+this tree's, and a second table compares the two per configuration (acked
+publishes/s at least 0.95x, CPU per publish at most 1.05x).
 """
 
 from __future__ import annotations
@@ -36,10 +42,25 @@ from typing import Any
 from _client import publishers, subscribers
 from _cpu import ForeignLoad
 from _phases import throughput
-from _reps import alternate, counts, medians_of, quietest, run_all, setup_process, text_table, write_json
+from _report import text_table
+from _reps import (
+    add_against,
+    against_header,
+    against_report,
+    alternate,
+    counts,
+    load_against,
+    medians_of,
+    quietest,
+    run_all,
+    server_for,
+    setup_process,
+    with_against,
+    write_json,
+)
 from _runner import Pinning
-from _servers import ServerProcess, running_server
-from cluster import DEFAULT_REDIS_URL, RedisServer, can_pin, delete_keys, find_redis, library_state, pinned
+from _servers import ServerProcess, library_state, running_server
+from cluster import DEFAULT_REDIS_URL, RedisServer, can_pin, delete_keys, find_redis, pinned
 
 KINDS = ("none", "middleware", "memory", "redis")  # the default run, each a step on the previous one
 EXTRA = ("moving",)  # on request (--only): the memory limit with the exact, costlier strategy
@@ -52,6 +73,7 @@ TITLES = {
     "moving": "(c') (b) + rate limit, memory://, moving-window",
 }
 RATE = "1000000/minute"
+COMPARED = ("publishes_per_s", "cpu_us_per_publish", "server_util")  # --against's rows per configuration
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,6 +93,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--noise-limit", type=float, default=0.15, help="foreign load (cores) that voids a rep")
     add("--retries", type=int, default=2, help="reruns of a rep voided by foreign load")
     add("--json", type=Path, help="write raw runs and medians here")
+    add_against(p)
     a = p.parse_args(argv)
     a.reps = a.reps or (1 if a.quick else 3)
     a.duration = a.duration or (2.0 if a.quick else 5.0)
@@ -78,6 +101,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = set(a.only) - set(KINDS) - set(EXTRA)
     if unknown:
         p.error(f"unknown configuration(s): {', '.join(sorted(unknown))}")
+    a.against = load_against(a.against)
     return a
 
 
@@ -94,8 +118,9 @@ class Meter:
 async def run_one(
     kind: str, rep: int, args: argparse.Namespace, pins: Pinning, redis: RedisServer | None
 ) -> dict[str, Any]:
-    env = {"BENCH_PIPELINE": kind, "BENCH_RATE": RATE}
-    use_redis = redis if kind == "redis" else None
+    config, repo = server_for(kind, args.against)
+    env = {"BENCH_PIPELINE": config, "BENCH_RATE": RATE}
+    use_redis = redis if config == "redis" else None
     if use_redis is not None:
         env |= {"BENCH_REDIS_URL": use_redis.url, "BENCH_REDIS_PREFIX": f"{use_redis.prefix}{rep}:"}
     pin_redis = use_redis is not None and not args.no_pin_redis and use_redis.pid is not None
@@ -105,7 +130,7 @@ async def run_one(
                 pinned(use_redis.pid, pins.server) if pin_redis and use_redis else nullcontext()
             )
             server = await stack.enter_async_context(
-                running_server("pipeline", pins.server, env=env, label=kind)
+                running_server("pipeline", pins.server, env=env, label=kind, repo=repo)
             )
             tally = await stack.enter_async_context(subscribers(server.url, 1, raw=True))
             pub = await stack.enter_async_context(publishers(server.url, 1))
@@ -182,7 +207,14 @@ def main(argv: list[str] | None = None) -> int:
         f"one subscriber; rate limit {RATE}",
         flush=True,
     )
-    kinds = [k for k in args.only if k != "redis" or redis is not None]
+    for line in against_header(args.against):
+        print(line, flush=True)
+    configs = [k for k in args.only if k != "redis" or redis is not None]
+    kinds = with_against(configs, args.against, configs)
+
+    def title(kind: str) -> str:
+        config, _, commit = kind.partition("@")
+        return TITLES[config] + (f" @{commit}" if commit else "")
 
     async def repetition(kind: str, rep: int) -> dict[str, Any] | None:
         async def attempt(n: int) -> dict[str, Any]:
@@ -191,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         return await quietest(kind, attempt, args, pins, foreign=lambda run: float(run["foreign_load"]))
 
     try:
-        runs = run_all(alternate(kinds, args.reps, repetition, title=TITLES.__getitem__))
+        runs = run_all(alternate(kinds, args.reps, repetition, title=title))
     finally:
         if redis is not None:
             delete_keys(redis.url, redis.prefix)
@@ -201,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nmedians over the repetitions ({counts(runs)}); step overhead = CPU/publish minus the named "
           "row's:")
     print(report(med))
-    write_json(args.json, args, cpu_split=split, library=library, runs=runs, medians=med)
+    compared = against_report(med, args.against, kinds, args.noise_limit, COMPARED,
+                              lambda k: f"{TITLES[k].split()[0]} {k}")
+    write_json(args.json, args, cpu_split=split, library=library, runs=runs, medians=med, **compared)
     return 0 if med else 1
 
 if __name__ == "__main__":

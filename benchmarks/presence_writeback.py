@@ -20,7 +20,7 @@ from typing import Any
 from cluster import DEFAULT_REDIS_URL, delete_keys
 
 from dialogue_fastapi.brokers.redis import RedisBroker
-from dialogue_fastapi.types import PresenceEntry
+from dialogue_fastapi.core.types import PresenceEntry
 
 
 async def run(connections: int, url: str) -> None:

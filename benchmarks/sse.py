@@ -1,7 +1,7 @@
 """SSE fan-out benchmark: dialogue-fastapi's ``GET /sse`` against a plain sse-starlette server.
 
     python benchmarks/sse.py [--quick] [--reps 3] [--only plain|dialogue] [--subscribers 100,1000]
-                             [--json out.json]
+                             [--json out.json] [--against DIR]
 
 - **plain** (``sse_baseline_server.py``, the ceiling): Starlette, ``GET /sse``
   returns sse-starlette's ``EventSourceResponse`` over a generator fed by a
@@ -29,6 +29,10 @@ server CPU per delivered message), then publish-to-delivery latency at a fixed
 offered rate (``--rates``), from the ``time.time_ns()`` the publisher put in
 the event's data. Medians over the repetitions, the ratios dialogue/plain and
 the target: delivered msgs/s at least 0.7x the plain server's, for every N.
+
+``--against DIR`` (another checkout of the library): the dialogue server also
+runs on DIR's library, as the kind ``dialogue@<commit>`` alternated with this
+tree's, and a second table compares the two (5% tolerance, see ``fanout.py``).
 """
 
 from __future__ import annotations
@@ -49,21 +53,26 @@ from _cpu import ForeignLoad
 from _phases import latency, throughput
 from _report import ratio, table
 from _reps import (
+    add_against,
+    against_header,
+    against_report,
     alternate,
     counts,
     fanout_args,
     fanout_parser,
+    load_against,
     medians_of,
     quietest,
     run_all,
+    server_for,
     setup_process,
     warn_if_changed,
+    with_against,
     write_json,
 )
 from _runner import Pinning, figures, rate_for
-from _servers import ServerProcess, running_server
+from _servers import ServerProcess, library_state, running_server
 from _tally import Tally
-from cluster import library_state
 
 KINDS = ("plain", "dialogue")
 APP = {"plain": "sse-plain", "dialogue": "dialogue"}  # _servers.APPS keys
@@ -81,7 +90,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = fanout_parser(KINDS, DEFAULT_RATES)
     add = p.add_argument
     add("--no-batch", action="store_true", help="plain server: one SSE message per write")
+    add_against(p)
     a = fanout_args(p, argv, DEFAULT_RATES)
+    a.against = load_against(a.against)
     return a
 
 
@@ -280,8 +291,11 @@ async def run_one(kind: str, args: argparse.Namespace, pins: Pinning) -> dict[st
     """A fresh server, a warm-up (20 streams, 0.5 s of throughput), then every N; bounded in time."""
     budget = 60 + len(args.subscribers) * (args.duration + args.latency_duration + 90)
     env = {"BENCH_SSE_BATCH": "0"} if args.no_batch else None
+    base, repo = server_for(kind, args.against)
     out: dict[str, Any] = {}
-    async with asyncio.timeout(budget), running_server(APP[kind], pins.server, env=env, label=kind) as server:
+    async with asyncio.timeout(budget), running_server(
+        APP[base], pins.server, env=env, label=kind, repo=repo
+    ) as server:
         async with room(server, 20) as (streams, pub):
             await throughput(server, pub, streams.tally, 20, 0.5, args.window, args.max_lag, timeout=20)
         for n in args.subscribers:
@@ -319,6 +333,7 @@ def print_header(args: argparse.Namespace, split: str, library: dict[str, str]) 
         "publisher (joined, unsubscribed from the event)",
         f"reps={args.reps}; N={args.subscribers}; throughput {args.duration:g} s (window "
         f"{args.window}); latency {args.latency_duration:g} s at {rates}",
+        *against_header(args.against),
     ]
     print("\n".join(lines), flush=True)
 
@@ -328,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     pins, split = setup_process()
     library = library_state()
     print_header(args, split, library)
-    kinds = [args.only] if args.only else list(KINDS)
+    kinds = with_against([args.only] if args.only else KINDS, args.against, ["dialogue"])
 
     async def repetition(kind: str, _rep: int) -> dict[str, Any] | None:
         return await quietest(kind, lambda _n: run_one(kind, args, pins), args, pins)
@@ -340,10 +355,11 @@ def main(argv: list[str] | None = None) -> int:
     verdict_text, found = verdicts(med, args.subscribers)
     print(f"\nmedians over the repetitions ({counts(runs)}):\n{table(med, COLUMNS)}\n\n{verdict_text}")
     print(f"CPU split: {split}")
+    compared = against_report(med, args.against, kinds, args.noise_limit)
     end = library_state()
     warn_if_changed(library, end)
     write_json(args.json, args, cpu_split=split, library={"start": library, "end": end}, runs=runs,
-               medians=med, targets=found)
+               medians=med, targets=found, **compared)
     return 0 if med else 1
 
 if __name__ == "__main__":
