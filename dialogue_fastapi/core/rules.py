@@ -23,6 +23,8 @@ ROOM_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9_.:@\-]+$")
 EVENT_NAME_PATTERN: Final = re.compile(r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]{1,128}$")
 #: the largest integer a stored seq or ``ts`` (ms) can be: PostgreSQL's and SQLite's int64
 MAX_INT64: Final = 2**63 - 1
+_CONTAINERS: Final = (dict, list)
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _NUL_ESCAPE: Final = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
@@ -57,41 +59,54 @@ def check_text(value: str | None, what: str, max_length: int = 256) -> str | Non
         return None
     if len(value) > max_length:
         raise BadRequest(f"{what} is {len(value)} characters; the limit is {max_length}")
-    if "\x00" in value or any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in value):
+    if _CONTROL.search(value) is not None:
         raise BadRequest(f"{what} may not contain control characters (U+0000..U+001F, "
                          "U+007F..U+009F)")
     return value
 
 
-def json_depth(value: Any) -> int:
-    """Nesting depth of parsed JSON, without recursion."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
-    return deepest
+def json_depth(value: Any, limit: int | None = None) -> int:
+    """Nesting depth of parsed JSON (a scalar is 1, ``{"a": 1}`` is 2), level by level and
+    without recursion; stops counting once it passes ``limit``."""
+    values = value.values() if isinstance(value, dict) else value
+    if not isinstance(value, _CONTAINERS) or not values:
+        return 1
+    for item in values:  # the common case, one level of scalars, without building lists
+        if isinstance(item, _CONTAINERS):
+            break
+    else:
+        return 2
+    depth, level = 1, [value]
+    while True:
+        if limit is not None and depth > limit:
+            return depth
+        children = [v for item in level for v in (item.values() if isinstance(item, dict) else item)]
+        if not children:
+            return depth
+        depth += 1
+        level = [v for v in children if isinstance(v, _CONTAINERS)]
+        if not level:
+            return depth
 
 
 def check_payload(data: Any, meta: dict[str, Any] | None, *, max_size: int, max_depth: int) -> int:
     """``data`` and ``meta`` of a publish: depth first (encoding a deeper value fails), then
     size of the two together, then no U+0000 in any string or key. Returns the size."""
-    for value, what in ((data, "data"), (meta, "meta")):
-        if value is not None and json_depth(value) > max_depth:
-            raise BadRequest(f"event {what} is nested deeper than {max_depth} levels")
+    if isinstance(data, _CONTAINERS) and json_depth(data, max_depth) > max_depth:
+        raise BadRequest(f"event data is nested deeper than {max_depth} levels")
+    if meta and json_depth(meta, max_depth) > max_depth:
+        raise BadRequest(f"event meta is nested deeper than {max_depth} levels")
     try:
-        encoded = orjson.dumps(data), orjson.dumps(meta) if meta else b""
+        raw, raw_meta = orjson.dumps(data), orjson.dumps(meta) if meta else b""
     except (TypeError, orjson.JSONEncodeError) as exc:
         raise BadRequest(f"event data cannot be encoded as JSON: {exc}") from None
-    size = len(encoded[0]) + len(encoded[1])
+    size = len(raw) + len(raw_meta)
     if size > max_size:
         raise PayloadTooLarge(f"event data and meta are {size} bytes; the limit is {max_size}")
-    for raw, what in ((encoded[0], "data"), (encoded[1], "meta")):
-        if b"\\u0000" in raw and _NUL_ESCAPE.search(raw):
-            raise BadRequest(f"event {what} contains U+0000 (NUL), which cannot be stored")
+    if b"\\u0000" in raw and _NUL_ESCAPE.search(raw):
+        raise BadRequest("event data contains U+0000 (NUL), which cannot be stored")
+    if b"\\u0000" in raw_meta and _NUL_ESCAPE.search(raw_meta):
+        raise BadRequest("event meta contains U+0000 (NUL), which cannot be stored")
     return size
 
 
