@@ -10,6 +10,7 @@ and no larger than ``max_message_size``.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, Final
 
@@ -44,9 +45,14 @@ def check_room_id(room_id: object, max_length: int) -> str:
     return room_id
 
 
+@functools.lru_cache(maxsize=4096)
+def _valid_event_name(event: str) -> bool:
+    return EVENT_NAME_PATTERN.fullmatch(event) is not None
+
+
 def check_event_name(event: object) -> str:
     """An event name: EVENT_NOT_ALLOWED when it could never be an event."""
-    if not isinstance(event, str) or EVENT_NAME_PATTERN.fullmatch(event) is None:
+    if not isinstance(event, str) or not _valid_event_name(event):
         shown = repr(event)[:60]
         raise EventNotAllowed(f"invalid event name {shown}: 1..128 characters, no control "
                               "characters or line breaks")
@@ -90,24 +96,30 @@ def json_depth(value: Any, limit: int | None = None) -> int:
 
 
 def check_payload(data: Any, meta: dict[str, Any] | None, *, max_size: int, max_depth: int) -> int:
-    """``data`` and ``meta`` of a publish: depth first (encoding a deeper value fails), then
-    size of the two together, then no U+0000 in any string or key. Returns the size."""
-    if isinstance(data, _CONTAINERS) and json_depth(data, max_depth) > max_depth:
-        raise BadRequest(f"event data is nested deeper than {max_depth} levels")
-    if meta and json_depth(meta, max_depth) > max_depth:
-        raise BadRequest(f"event meta is nested deeper than {max_depth} levels")
-    try:
-        raw, raw_meta = orjson.dumps(data), orjson.dumps(meta) if meta else b""
-    except (TypeError, orjson.JSONEncodeError) as exc:
-        raise BadRequest(f"event data cannot be encoded as JSON: {exc}") from None
+    """``data`` and ``meta`` of a publish: not nested deeper than ``max_depth``, together no
+    larger than ``max_size`` bytes, no U+0000 in any string or key. Returns the size."""
+    raw = _encoded(data, "data", max_depth)
+    raw_meta = _encoded(meta, "meta", max_depth) if meta else b""
     size = len(raw) + len(raw_meta)
     if size > max_size:
         raise PayloadTooLarge(f"event data and meta are {size} bytes; the limit is {max_size}")
-    if b"\\u0000" in raw and _NUL_ESCAPE.search(raw):
-        raise BadRequest("event data contains U+0000 (NUL), which cannot be stored")
-    if b"\\u0000" in raw_meta and _NUL_ESCAPE.search(raw_meta):
-        raise BadRequest("event meta contains U+0000 (NUL), which cannot be stored")
     return size
+
+
+def _encoded(value: Any, what: str, max_depth: int) -> bytes:
+    """``value`` as JSON, after the depth and NUL rules. The depth is walked only when the
+    encoded text has enough brackets to be too deep (a chat message never has)."""
+    try:
+        raw = orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError) as exc:  # orjson stops at 255 levels
+        if json_depth(value, max_depth) > max_depth:
+            raise BadRequest(f"event {what} is nested deeper than {max_depth} levels") from None
+        raise BadRequest(f"event {what} cannot be encoded as JSON: {exc}") from None
+    if raw.count(b"[") + raw.count(b"{") >= max_depth and json_depth(value, max_depth) > max_depth:
+        raise BadRequest(f"event {what} is nested deeper than {max_depth} levels")
+    if b"\\u0000" in raw and _NUL_ESCAPE.search(raw):
+        raise BadRequest(f"event {what} contains U+0000 (NUL), which cannot be stored")
+    return raw
 
 
 def check_int64(value: int | None, what: str) -> int | None:

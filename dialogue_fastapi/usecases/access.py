@@ -19,6 +19,9 @@ class Access:
     def room(self, room_id: object) -> Room:
         """The room of an id a caller names: BAD_REQUEST for a malformed id, else
         ROOM_NOT_FOUND. (Room families will resolve here too.)"""
+        found = self._rt.registry.find(room_id) if isinstance(room_id, str) else None
+        if found is not None:  # a known room's id was checked when the room was made
+            return found
         return self._rt.registry.get(check_room_id(room_id, self._rt.config.max_room_id_length))
 
     async def may_see(self, caller: Caller, room: Room) -> None:

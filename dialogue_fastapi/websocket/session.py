@@ -62,6 +62,7 @@ class WebSocketSession:
     ) -> None:
         self.rt = runtime
         self.uc = usecases
+        self._caller = Caller.of(conn)  # the same for every command without a lane turn
         self.ws = websocket
         self.conn = conn
         self._writer: asyncio.Task[None] | None = None
@@ -206,7 +207,8 @@ class WebSocketSession:
                 self.conn.send_frame({"id": cmd_id, "ok": True, "result": result})
 
         try:
-            result = await handler(self.uc, Caller.of(self.conn, turn), frame, reply)
+            caller = self._caller if turn is None else Caller.of(self.conn, turn)
+            result = await handler(self.uc, caller, frame, reply)
         except DialogueError as exc:
             self._error(cmd_id, exc)
             if isinstance(exc, RateLimited):
