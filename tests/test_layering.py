@@ -11,6 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "dialogue_fastapi"
 LAYERS: list[set[str]] = [
     # core: errors, types, config and the input rules; no HTTP, no backend
     {"core.errors", "core.types", "core.rules", "core", ""},
+    {"core.families"},
     {"core.config_env", "core.config", "core.events"},
     {"core.hooks", "core.background", "core.outages", "brokers.base", "stores.base",
      "auth.origins", "core.peers", "auth.log_redaction", "websocket.nodelay", "node.exit_signal",
@@ -34,6 +35,7 @@ LAYERS: list[set[str]] = [
     {"node.hub", "rooms.history", "rooms.admin", "auth.dependency", "rooms.retention", "rooms.state",
      "publish.submission",
      "middleware"},
+    {"rooms.authorize"},
     {"cluster.control", "publish.publisher", "rooms.membership"},
     {"runtime", "publish.outbox", "auth.gate", "auth.tickets"},
     # the use-case layer: every operation once, for every front end

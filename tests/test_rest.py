@@ -16,6 +16,7 @@ from dialogue_fastapi import Dialogue, Identity, RoomConfig, define_event
 
 INFO_KEYS = {"id", "name", "description", "max_size", "size", "events",
              "default_subscriptions", "channels", "created_by"}
+FAMILY_KEYS = {"family", "params"}  # room families only (absent for plain rooms)
 
 
 class Text(BaseModel):
@@ -473,7 +474,7 @@ async def test_openapi_lists_paths_with_response_models(serve):
     for name in ("RoomInfo", "RoomList", "HistoryPage", "PublishAck", "PresenceResult",
                  "ErrorBody", "CreateRoomBody", "PublishBody"):
         assert name in components
-    assert set(components["RoomInfo"]["properties"]) == INFO_KEYS
+    assert set(components["RoomInfo"]["properties"]) == INFO_KEYS | FAMILY_KEYS
     assert set(components["ErrorBody"]["properties"]) == {"error"}
 
 

@@ -13,6 +13,7 @@ from .config_env import ENV_SETTINGS as ENV_SETTINGS
 from .config_env import env_overrides as env_overrides
 from .config_env import resolve_room_events as resolve_room_events
 from .events import EventDefinition
+from .families import FamilyPattern, is_family, overlap, parse_family
 from .rules import ROOM_ID_PATTERN as ROOM_ID_PATTERN
 
 Channel = Literal["websocket", "sse", "webpush"]
@@ -155,6 +156,13 @@ class RoomConfig(_Frozen):
     durable: bool | None = Field(
         default=None, description="ack publishes after the store's commit; None: the global setting"
     )
+    members: list[str] | None = Field(
+        default=None,
+        description="room families: the parameters naming the only users allowed in an instance",
+    )
+    authorize: Callable[..., Any] | None = Field(
+        default=None, description="room families: fn(identity, room) -> bool, or raise Reject",
+    )
 
     def event(self, name: str) -> EventDefinition | None:
         for definition in self.events:
@@ -259,6 +267,10 @@ class DialogueConfig(_Frozen):
     max_json_depth: int = Field(default=32, ge=2, description="deepest JSON nesting accepted")
     max_room_id_length: int = Field(default=128, ge=1, le=1024, description="longest room id")
     max_rooms_per_connection: int = Field(default=100, ge=1, description="rooms one connection may join")
+    max_instances: int = Field(
+        default=100_000, ge=1,
+        description="room-family instances with members on one node; joins beyond: UNAVAILABLE",
+    )
     max_rooms_per_user: int = Field(
         default=10, ge=0, description="runtime rooms one user may own (create_room); 0: none"
     )
@@ -292,9 +304,23 @@ class DialogueConfig(_Frozen):
     @field_validator("rooms")
     @classmethod
     def _room_ids(cls, rooms: dict[str, RoomConfig]) -> dict[str, RoomConfig]:
-        for room_id in rooms:
-            if not ROOM_ID_PATTERN.fullmatch(room_id):
+        families: list[FamilyPattern] = []
+        for room_id, room in rooms.items():
+            if is_family(room_id):
+                family = parse_family(room_id)
+                unknown = sorted(set(room.members or ()) - set(family.params))
+                if unknown:
+                    raise ValueError(f"room family {room_id!r}: members {unknown} are not "
+                                     f"among its parameters {list(family.params)}")
+                for other in families:
+                    if overlap(family, other):
+                        raise ValueError(f"room families {other.pattern!r} and {room_id!r} "
+                                         "can match the same room id; make one more specific")
+                families.append(family)
+            elif not ROOM_ID_PATTERN.fullmatch(room_id):
                 raise ValueError(f"room id {room_id!r}: use letters, digits and _.:@-")
+            elif room.members is not None:
+                raise ValueError(f"room {room_id!r}: members= is for room families")
         return rooms
 
     @model_validator(mode="after")

@@ -39,6 +39,10 @@ class RoomInfo(BaseModel):
     default_subscriptions: list[str]
     channels: list[str]
     created_by: str | None = None
+    family: bool | str | None = Field(
+        default=None, description="true for a room family in a listing (its id is the pattern); "
+        "the pattern for an instance of one")
+    params: dict[str, str] | None = Field(default=None, description="an instance's parameters")
 
 
 class RoomList(BaseModel):

@@ -51,17 +51,19 @@ def build_rest_routes(rt: Runtime, uc: UseCases, auth: Callable[..., Any]) -> AP
     Seq = Annotated[int | None, Query(ge=0, le=MAX_INT64)]
     Ms = Annotated[int | None, Query(ge=0, le=MAX_INT64, description="ms since the epoch, inclusive")]
 
-    @router.get("/rooms", response_model=RoomList, responses=error_responses(401, 429))
+    @router.get("/rooms", response_model=RoomList, response_model_exclude_unset=True,
+                responses=error_responses(401, 429))
     @limited("rooms")
     async def list_rooms(user: User, request: Request, response: Response) -> dict[str, Any]:
         return {"rooms": await uc.reading.rooms(user)}
 
-    @router.get("/rooms/{room}", response_model=RoomInfo, responses=error_responses(401, 403, 404, 429))
+    @router.get("/rooms/{room}", response_model=RoomInfo, response_model_exclude_unset=True,
+                responses=error_responses(401, 403, 404, 429))
     @limited("rooms")
     async def get_room(room: str, user: User, request: Request, response: Response) -> dict[str, Any]:
         return await uc.reading.room_info(user, room)
 
-    @router.post("/rooms", response_model=RoomInfo, status_code=201,
+    @router.post("/rooms", response_model=RoomInfo, response_model_exclude_unset=True, status_code=201,
                  responses=error_responses(400, 401, 403, 409, 413, 429))
     @limited("create_room")
     async def create_room(body: CreateRoomBody, user: User, request: Request,

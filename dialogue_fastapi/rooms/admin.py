@@ -85,7 +85,7 @@ class RoomAdmin:
     ) -> Room:
         self.check_id(room_id)
         if room_id in self._registry:
-            raise RoomExists(f"room '{room_id}' already exists")
+            raise RoomExists(f"room '{room_id}' already exists or belongs to a room family")
         room = Room(room_id, config, created_by, runtime=True)
         if self._writer is not None and self._writer.rooms is not None:
             await self._writer.save_room(room_id, stored_spec(room))  # UNAVAILABLE: nothing created

@@ -21,6 +21,7 @@ from ..core.errors import (
     JoinDenied,
     Reject,
     RoomFull,
+    Unavailable,
     error_for_code,
 )
 from ..core.hooks import call_maybe_async, fire
@@ -28,6 +29,7 @@ from ..core.outages import is_outage
 from ..core.types import EventMessage, Position
 from ..node.connection import Connection
 from ..node.hub import Hub
+from .authorize import authorize_instance
 from .history import HistoryReader
 from .registry import Room, RoomRegistry
 
@@ -47,6 +49,7 @@ class MembershipService:
         self._registry = registry
         self._history = history
         self._hooks = hooks
+        self._instances: set[str] = set()  # family instances with local members
 
     def subscriptions(self, room: Room, requested: Any) -> frozenset[str] | None:
         """Resolve a join's ``subscriptions`` (list, ``"*"`` or None for the room default)."""
@@ -84,7 +87,9 @@ class MembershipService:
         max_size = room.config.max_size
         if max_size is not None and await self._broker.presence.count(room_id) >= max_size:
             raise RoomFull(f"room '{room_id}' is full ({max_size})")
+        await authorize_instance(conn.identity, room)
         await self._before_join(conn, room)
+        self._check_instances(room)
         if not await self._broker.presence.join(room_id, conn.entry(), max_size):
             raise RoomFull(f"room '{room_id}' is full ({max_size})")
         try:  # a join that fails from here leaves no presence entry and no pending buffer
@@ -96,10 +101,20 @@ class MembershipService:
             await self._undo_join(conn, room_id)
             raise
         self._hub.release(conn, membership, position.seq)
+        if room.family is not None:
+            self._instances.add(room.id)
         await fire("on_joined", self._hooks.on_joined, conn.identity, room_id)
         if room.config.presence_events:
             await self._broker.control({"type": "presence", "op": "presence_join",
                                         "room": room_id, **conn.entry().to_dict()})
+
+    def _check_instances(self, room: Room) -> None:
+        """A node holds at most ``max_instances`` family instances with members."""
+        if room.family is None or room.id in self._instances:
+            return
+        if len(self._instances) >= self._config.max_instances:
+            raise Unavailable(f"this server holds {len(self._instances)} room-family instances "
+                              "(max_instances); try again later")
 
     async def _undo_join(self, conn: Connection, room_id: str) -> None:
         try:
@@ -167,6 +182,8 @@ class MembershipService:
         """Leave a room; False if the connection was not in it."""
         if not await self._hub.detach(conn, room_id):
             return False
+        if room_id in self._instances and not self._hub.local_members(room_id):
+            self._instances.discard(room_id)
         try:
             await self._broker.presence.leave(room_id, conn.client_id)
         except Exception as exc:  # left here; the broker fixes its presence when it is back

@@ -45,7 +45,8 @@ class RetentionTask:
 
     def enabled(self) -> bool:
         return self._config.retention is not None or any(
-            r.config.retention is not None for r in self._registry.all()
+            r.config.retention is not None
+            for r in [*self._registry.all(), *self._registry.families()]
         )
 
     async def run_pass(self, now_ms: int | None = None) -> tuple[int, bool]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..core.errors import DialogueError, Forbidden, Reject, error_for_code
 from ..core.hooks import call_maybe_async
 from ..core.rules import check_room_id
+from ..rooms.authorize import authorize_instance
 from ..rooms.registry import Room
 from ..runtime import Runtime
 from .caller import Caller
@@ -29,6 +30,7 @@ class Access:
         application, or whoever ``before_join`` admits; else FORBIDDEN."""
         if caller.is_server or caller.member_of(room.id):
             return
+        await authorize_instance(caller.identity, room)
         hook = self._rt.hooks.before_join
         if hook is None:
             return

@@ -52,9 +52,16 @@ class Reading:
         return room.info(await self._rt.broker.presence.count(room.id))
 
     async def rooms(self, caller: Caller) -> list[dict[str, Any]]:
-        """Every room with its size (listing asks no ``before_join``: see docs/security.md)."""
+        """Every declared and runtime room with its size, and each room family (its pattern
+        as id, ``family: true``); listing asks no ``before_join`` (docs/security.md)."""
         presence = self._rt.broker.presence
-        return [room.info(await presence.count(room.id)) for room in self._rt.registry.all()]
+        rooms = [room.info(await presence.count(room.id)) for room in self._rt.registry.all()]
+        for family in self._rt.registry.families():  # the pattern, never its instances
+            info = family.info(0)
+            info["family"] = True
+            del info["params"]
+            rooms.append(info)
+        return rooms
 
     async def position(self, room_id: str) -> Position:
         return await self._rt.broker.position(self._access.room(room_id).id)
