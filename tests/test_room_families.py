@@ -163,3 +163,14 @@ async def test_a_node_holds_at_most_max_instances(serve, probe):
     assert full["code"] == "UNAVAILABLE" and "max_instances" in full["message"]
     await alice.request("leave", room="dm:alice:bob")
     await alice.request("join", room="dm:alice:carol")
+
+
+async def test_a_family_declared_in_toml(tmp_path, serve, probe):
+    path = tmp_path / "dialogue.toml"
+    path.write_text('[rooms."dm:{a}:{b}"]\nname = "Direct messages"\nevents = ["message"]\n'
+                    'members = ["a", "b"]\n')
+    srv = await serve(Dialogue.from_file(path, events=[message], authenticate=authenticate))
+    alice, carol = await probe(ws_as(srv, "alice")), await probe(ws_as(srv, "carol"))
+    joined = await alice.request("join", room="dm:alice:zoe")
+    assert joined["room"]["family"] == "dm:{a}:{b}" and joined["room"]["events"] == ["message"]
+    assert (await refused(carol, "join", room="dm:alice:zoe"))["code"] == "FORBIDDEN"
