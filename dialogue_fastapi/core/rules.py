@@ -95,6 +95,14 @@ def json_depth(value: Any, limit: int | None = None) -> int:
             return depth
 
 
+def too_deep(value: Any, encoded: str | bytes, limit: int) -> bool:
+    """Whether parsed JSON nests deeper than ``limit``. Its text is read first: with fewer
+    brackets than ``limit`` it cannot be, and a chat message never has that many."""
+    brackets = (encoded.count("[") + encoded.count("{") if isinstance(encoded, str)
+                else encoded.count(b"[") + encoded.count(b"{"))
+    return brackets >= limit and json_depth(value, limit) > limit
+
+
 def check_payload(data: Any, meta: dict[str, Any] | None, *, max_size: int, max_depth: int) -> int:
     """``data`` and ``meta`` of a publish: not nested deeper than ``max_depth``, together no
     larger than ``max_size`` bytes, no U+0000 in any string or key. Returns the size."""
@@ -115,7 +123,7 @@ def _encoded(value: Any, what: str, max_depth: int) -> bytes:
         if json_depth(value, max_depth) > max_depth:
             raise BadRequest(f"event {what} is nested deeper than {max_depth} levels") from None
         raise BadRequest(f"event {what} cannot be encoded as JSON: {exc}") from None
-    if raw.count(b"[") + raw.count(b"{") >= max_depth and json_depth(value, max_depth) > max_depth:
+    if too_deep(value, raw, max_depth):
         raise BadRequest(f"event {what} is nested deeper than {max_depth} levels")
     if b"\\u0000" in raw and _NUL_ESCAPE.search(raw):
         raise BadRequest(f"event {what} contains U+0000 (NUL), which cannot be stored")

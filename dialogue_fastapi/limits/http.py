@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, ParamSpec, TypeVar, cast
 
 import anyio.to_thread
@@ -124,9 +124,13 @@ class HttpLimits:
 
     def _refusal(self, request: Request, text: str) -> RateLimited:
         item, keys = request.state.view_rate_limit  # set by slowapi for the failed limit
+        return self._refused(item, keys, text, "this route")
+
+    def _refused(self, item: Any, keys: Sequence[str], text: str, what: str) -> RateLimited:
+        """``RATE_LIMITED`` with the wait until the window of ``item`` frees a unit."""
         reset_time, _remaining = self.limiter.limiter.get_window_stats(item, *keys)
         retry_after = max(round(reset_time - time.time(), 3), 0.001)
-        return RateLimited(f"over the limit of {text} (this route); retry in {retry_after:g} s",
+        return RateLimited(f"over the limit of {text} ({what}); retry in {retry_after:g} s",
                            retry_after=retry_after, limit=text)
 
     async def count(self, route: str, user_id: str | None, ip: str | None) -> None:
@@ -144,10 +148,7 @@ class HttpLimits:
 
         if await anyio.to_thread.run_sync(hit) if self._blocking else hit():
             return
-        reset_time, _ = self.limiter.limiter.get_window_stats(item, *args)
-        retry_after = max(round(reset_time - time.time(), 3), 0.001)
-        raise RateLimited(f"over the limit of {text} ({route}); retry in {retry_after:g} s",
-                          retry_after=retry_after, limit=text)
+        raise self._refused(item, args, text, route)
 
     def reset(self) -> None:
         """Forget every budget (tests, or an operator clearing a storm)."""

@@ -1,35 +1,53 @@
-"""Who may use an instance of a room family: ``members=`` and ``authorize=``.
+"""Who may use a room: one rule for joins and for reads by non-members.
 
-Checked wherever a user reaches a room it has not joined (join on every
-transport, REST and WebSocket reads, REST publishes), before the global
-``before_join``. A plain room has neither and passes.
+An instance of a room family first asks its ``members=`` and ``authorize=``
+(refused: ``FORBIDDEN``), then every room asks the global ``before_join``
+(refused: ``JOIN_DENIED`` for a join, ``FORBIDDEN`` for a read or a REST
+publish). A ``Reject`` with a code of its own keeps that code.
 """
 
 from __future__ import annotations
 
-from ..core.errors import DialogueError, Forbidden, Reject, error_for_code
+from collections.abc import Callable
+from typing import Any
+
+from ..core.errors import Reject, error_for_code
 from ..core.hooks import call_maybe_async
 from ..core.types import Identity
 from .registry import Room
 
+#: codes a Reject may carry that mean "refused", answered with the caller's own refusal code
+_REFUSALS = ("BLOCKED", "JOIN_DENIED")
 
-async def authorize_instance(identity: Identity | None, room: Room) -> None:
-    """FORBIDDEN unless the user is one of the instance's ``members`` parameters and the
-    family's ``authorize(identity, room)`` returns True (anything else refuses)."""
-    if room.family is None or identity is None:
+
+async def admit(
+    identity: Identity | None, room: Room, before_join: Callable[..., Any] | None, *,
+    refusal: str,
+) -> None:
+    """Raise ``refusal`` (a protocol code) unless the user may use ``room``."""
+    if identity is None:
         return
     config = room.config
-    if config.members is not None and identity.user_id not in {
-            room.params[name] for name in config.members}:
-        raise Forbidden(f"room '{room.id}' is only for its members", reason="not a member")
-    if config.authorize is None:
-        return
+    if room.family is not None:
+        if config.members is not None and identity.user_id not in {
+                room.params[name] for name in config.members}:
+            raise error_for_code("FORBIDDEN", f"room '{room.id}' is only for its members",
+                                 reason="not a member")
+        if config.authorize is not None:  # only True admits
+            await _ask(config.authorize, identity, room, room.id, "FORBIDDEN", strict=True)
+    if before_join is not None:  # only False refuses
+        await _ask(before_join, identity, room.id, room.id, refusal, strict=False)
+
+
+async def _ask(
+    call: Callable[..., Any], identity: Identity, argument: Any, room_id: str, refusal: str, *,
+    strict: bool,
+) -> None:
     try:
-        allowed = await call_maybe_async(config.authorize, identity, room)
+        allowed = await call_maybe_async(call, identity, argument)
     except Reject as exc:
-        code = "FORBIDDEN" if exc.code in ("BLOCKED", "JOIN_DENIED") else exc.code
+        code = refusal if exc.code in _REFUSALS else exc.code
         raise error_for_code(code, exc.reason, reason=exc.reason) from None
-    except DialogueError:
-        raise
-    if allowed is not True:
-        raise Forbidden(f"access to room '{room.id}' was refused", reason="refused")
+    if (allowed is not True) if strict else (allowed is False):
+        what = "joining" if refusal == "JOIN_DENIED" else "access to room"
+        raise error_for_code(refusal, f"{what} '{room_id}' was refused", reason="refused")

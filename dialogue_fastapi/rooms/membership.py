@@ -15,21 +15,17 @@ from ..brokers.base import Broker
 from ..core.config import DialogueConfig, Hooks
 from ..core.errors import (
     BadRequest,
-    DialogueError,
     EventNotAllowed,
     Forbidden,
-    JoinDenied,
-    Reject,
     RoomFull,
     Unavailable,
-    error_for_code,
 )
-from ..core.hooks import call_maybe_async, fire
+from ..core.hooks import fire
 from ..core.outages import is_outage
 from ..core.types import EventMessage, Position
 from ..node.connection import Connection
 from ..node.hub import Hub
-from .authorize import authorize_instance
+from .authorize import admit
 from .history import HistoryReader
 from .registry import Room, RoomRegistry
 
@@ -87,8 +83,7 @@ class MembershipService:
         max_size = room.config.max_size
         if max_size is not None and await self._broker.presence.count(room_id) >= max_size:
             raise RoomFull(f"room '{room_id}' is full ({max_size})")
-        await authorize_instance(conn.identity, room)
-        await self._before_join(conn, room)
+        await admit(conn.identity, room, self._hooks.before_join, refusal="JOIN_DENIED")
         self._check_instances(room)
         if not await self._broker.presence.join(room_id, conn.entry(), max_size):
             raise RoomFull(f"room '{room_id}' is full ({max_size})")
@@ -122,20 +117,6 @@ class MembershipService:
             await self._broker.presence.leave(room_id, conn.client_id)
         except Exception as exc:  # the broker fixes its presence when it is back
             logger.warning("undoing the join of %s to %s failed: %s", conn.client_id, room_id, exc)
-
-    async def _before_join(self, conn: Connection, room: Room) -> None:
-        hook = self._hooks.before_join
-        if hook is None:
-            return
-        try:
-            allowed = await call_maybe_async(hook, conn.identity, room.id)
-        except Reject as exc:
-            code = "JOIN_DENIED" if exc.code == "BLOCKED" else exc.code
-            raise error_for_code(code, exc.reason, reason=exc.reason) from None
-        except DialogueError:
-            raise
-        if allowed is False:
-            raise JoinDenied(f"joining '{room.id}' was refused", reason="refused")
 
     async def _replay(
         self, room: Room, subs: frozenset[str] | None, since: Position | None,

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from ..core.errors import DialogueError, Forbidden, Reject, error_for_code
-from ..core.hooks import call_maybe_async
+from ..core.errors import Forbidden
 from ..core.rules import check_room_id
-from ..rooms.authorize import authorize_instance
+from ..rooms.authorize import admit
 from ..rooms.registry import Room
 from ..runtime import Runtime
 from .caller import Caller
@@ -30,19 +29,7 @@ class Access:
         application, or whoever ``before_join`` admits; else FORBIDDEN."""
         if caller.is_server or caller.member_of(room.id):
             return
-        await authorize_instance(caller.identity, room)
-        hook = self._rt.hooks.before_join
-        if hook is None:
-            return
-        try:
-            allowed = await call_maybe_async(hook, caller.identity, room.id)
-        except Reject as exc:
-            code = "FORBIDDEN" if exc.code in ("BLOCKED", "JOIN_DENIED") else exc.code
-            raise error_for_code(code, exc.reason, reason=exc.reason) from None
-        except DialogueError:
-            raise
-        if allowed is False:
-            raise Forbidden(f"access to room '{room.id}' was refused", reason="refused")
+        await admit(caller.identity, room, self._rt.hooks.before_join, refusal="FORBIDDEN")
 
     def check_channel(self, caller: Caller, room: Room) -> None:
         """A live connection may only use a room over the channels the room lists."""

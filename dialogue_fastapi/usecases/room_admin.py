@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from ..core.config import RoomConfig
 from ..core.errors import Forbidden
-from ..core.rules import check_room_id
 from ..rooms.registry import Room
 from ..runtime import Runtime
 from .access import Access
@@ -30,7 +29,6 @@ class RoomAdministration:
             await rt.http_limits.count("create_room", user, caller.ip)
         if not rt.config.allow_client_rooms:
             raise Forbidden("clients may not create rooms on this server")
-        check_room_id(request.room, rt.config.max_room_id_length)
         config = rt.admin.config_from_client(
             request.name, request.description, request.max_size, request.events,
             presence_events=request.presence_events,
@@ -47,8 +45,7 @@ class RoomAdministration:
         self, room_id: str, config: RoomConfig, created_by: str | None = None
     ) -> Room:
         """The application's room: any config, no limits."""
-        check_room_id(room_id, self._rt.config.max_room_id_length)
-        return await self._rt.admin.create(room_id, config, created_by)
+        return await self._rt.admin.create(room_id, config, created_by)  # checks the id
 
     async def delete(self, caller: Caller, room_id: str) -> None:
         """Clients delete only runtime rooms they created; the application any room."""

@@ -25,7 +25,7 @@ from ..core.errors import (
     RateLimited,
 )
 from ..core.outages import is_outage, protocol_error
-from ..core.rules import json_depth
+from ..core.rules import too_deep
 from ..node.connection import Connection
 from ..publish.lane import PublishLane, Turn
 from ..runtime import Runtime
@@ -172,7 +172,7 @@ class WebSocketSession:
             self._error(cmd_id, PayloadTooLarge(f"frame of {size} bytes; the limit is {limit}"))
             return
         # the frame object is one level above data and meta, whose depth the use case checks
-        if json_depth(frame) > self.rt.config.max_json_depth + 1:
+        if too_deep(frame, text, self.rt.config.max_json_depth + 1):
             self._error(cmd_id, BadRequest(
                 f"JSON nested deeper than {self.rt.config.max_json_depth} levels"))
             return
