@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -22,6 +23,7 @@ from .publish.publisher import Publisher
 from .publish.submission import PublishTools
 from .rooms.admin import RoomAdmin
 from .rooms.history import HistoryReader
+from .rooms.instances import LiveInstances
 from .rooms.membership import MembershipService
 from .rooms.registry import RoomRegistry
 from .rooms.retention import RetentionTask
@@ -38,7 +40,7 @@ class Runtime:
     def __init__(self, config: DialogueConfig) -> None:
         self.config = config
         self.hooks = config.hooks
-        self.broker: Broker = broker_from_config(config.broker)
+        self.broker: Broker = broker_from_config(config.broker, hot_bytes=config.hot_history_bytes)
         self.store: EventStore | None = store_from_config(config.persistence)
         if isinstance(self.store, SingleWriterStore) and isinstance(self.broker, MemoryBroker):
             self.store.require_single_writer()  # no shared broker: one process per database
@@ -56,8 +58,14 @@ class Runtime:
         self.publisher = Publisher(
             config, self.broker, self.writer, self.handlers, self.hooks, self.history
         )
+        self.instances = LiveInstances(
+            config.max_instances, self.hub, self.broker, self.registry, self.writer,
+            self.publisher.limiter.check_new_instance,
+        )
+        self.publisher.family_used = self.instances.touch
         self.membership = MembershipService(
-            config, self.broker, self.hub, self.registry, self.history, self.hooks
+            config, self.broker, self.hub, self.registry, self.history, self.hooks,
+            self.instances,
         )
         self.states = RoomStates(self.writer)
         self.admin = RoomAdmin(config, self.registry, self.broker, self.writer, self.hooks,
@@ -136,10 +144,20 @@ class Runtime:
             await self.writer.start()
         if self.retention is not None:
             self.retention.start()
+        self.instances.start()
+        self._gc_settled()
         if self.outbox is not None:
             self.outbox.start()
         self.started = True
         say_goodbye_first(self, self.say_goodbye)  # before uvicorn's own 1012 on SIGTERM
+
+    def _gc_settled(self) -> None:
+        """The collector settings of ``gc_thresholds`` and ``gc_freeze`` (docs/scaling.md)."""
+        if self.config.gc_thresholds is not None:
+            gc.set_threshold(*self.config.gc_thresholds)
+        if self.config.gc_freeze:
+            gc.collect()
+            gc.freeze()  # what startup left alive is no longer scanned by full collections
 
     async def say_goodbye(self) -> None:
         """The server is about to stop: refuse new connections, close every one with
@@ -158,6 +176,9 @@ class Runtime:
         """Continue every stored room's position; bring back runtime rooms."""
         positions = await writer.positions()
         for room_id, position in positions.items():
+            room = self.registry.find(room_id)
+            if room is not None and room.family is not None:
+                continue  # an instance continues from the store on its first use
             await self.broker.restore(room_id, position)
             writer.forget(room_id)
         restored = await self.admin.restore()
@@ -183,6 +204,7 @@ class Runtime:
             )
             for task in pending:
                 task.cancel()
+        await self.instances.stop()
         for background in (self.outbox, self.retention):
             if background is not None:
                 await background.stop()

@@ -299,21 +299,20 @@ async def test_create_room_refuses_a_room_id_with_a_trailing_newline(env: Env) -
 
 # --- a join that fails after it began ----------------------------------------------------------
 
-async def test_a_join_that_fails_after_the_presence_reservation_leaves_no_presence(env: Env) -> None:
-    """The join reply cannot be built: an event in the room's hot history holds a value JSON
-    cannot encode. The input rules keep clients (and ``trigger``) from storing one now, so an
-    ``on`` handler puts it there (handlers get the stored message); the join fails after the
-    presence reservation, and must undo it."""
+async def test_a_join_that_fails_after_the_presence_reservation_leaves_no_presence(
+    env: Env, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The join reply cannot be built: reading the room's history fails after the presence
+    reservation (hot events are encoded when published, so a value no client could send
+    cannot break them any more; a history reader that raises stands for a store read that
+    fails). The join fails after the reservation, and must undo it."""
     room = await fresh_room(env, "broken-sync", sync_history_on_join=10)
+    await env.dialogue.trigger(room, "note", 1)
 
-    def spoil(msg: EventMessage) -> None:
-        msg.data = {"cannot": object()}
+    async def unreadable(*args: Any, **kwargs: Any) -> list[EventMessage]:
+        raise RuntimeError("the history cannot be read")
 
-    stop = env.dialogue.on(room, "note", spoil)
-    try:
-        await env.dialogue.trigger(room, "note", 1)
-    finally:
-        stop()
+    monkeypatch.setattr(env.dialogue.runtime.history, "page", unreadable)
     probe = await env.ws("joiner")
     reply = await probe.reply("join", room=room)
     assert not reply["ok"], reply

@@ -33,6 +33,7 @@ LAYERS: list[set[str]] = [
     {"node.connection", "publish.pipeline", "publish.handlers", "rooms.registry", "websocket.commands",
      "rest.models", "limits.events", "limits.http", "contract.frames", "contract.asyncapi"},
     {"node.hub", "rooms.history", "rooms.admin", "auth.dependency", "rooms.retention", "rooms.state",
+     "rooms.instances",
      "publish.submission",
      "middleware"},
     {"rooms.authorize"},
@@ -54,6 +55,7 @@ LAYERS: list[set[str]] = [
 ]
 #: what the front ends may not reach into: they call the use cases, never these
 BEHIND_THE_USE_CASES = ("rooms.membership", "rooms.history", "rooms.admin", "rooms.state",
+                        "rooms.instances",
                         "publish.pipeline", "cluster", "brokers.memory", "brokers.redis", "stores")
 FRONT_ENDS = ("websocket", "rest", "sse")
 LAYER_OF = {name: index for index, names in enumerate(LAYERS) for name in names}

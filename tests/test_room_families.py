@@ -154,17 +154,6 @@ async def test_a_runtime_room_cannot_take_an_id_of_a_family(server, probe):
     assert caught.value.code == "ROOM_EXISTS"
 
 
-async def test_a_node_holds_at_most_max_instances(serve, probe):
-    srv = await serve(make_dialogue(max_instances=1))
-    alice = await probe(ws_as(srv, "alice"))
-    await alice.request("join", room="dm:alice:bob")
-    await alice.request("join", room="lobby")  # plain rooms do not count
-    full = await refused(alice, "join", room="dm:alice:carol")
-    assert full["code"] == "UNAVAILABLE" and "max_instances" in full["message"]
-    await alice.request("leave", room="dm:alice:bob")
-    await alice.request("join", room="dm:alice:carol")
-
-
 async def test_a_family_declared_in_toml(tmp_path, serve, probe):
     path = tmp_path / "dialogue.toml"
     path.write_text('[rooms."dm:{a}:{b}"]\nname = "Direct messages"\nevents = ["message"]\n'

@@ -10,10 +10,11 @@ from .memory import MemoryBroker
 __all__ = ["Broker", "MemoryBroker", "Presence", "Published", "broker_from_config"]
 
 
-def broker_from_config(value: Any) -> Broker:
-    """``"memory://"`` -> MemoryBroker; ``"redis://..."`` -> RedisBroker; an instance as is."""
+def broker_from_config(value: Any, *, hot_bytes: int = 0) -> Broker:
+    """``"memory://"`` -> MemoryBroker (``hot_bytes``: its node-wide budget of hot events);
+    ``"redis://..."`` -> RedisBroker; an instance as is."""
     if value is None or value == "memory://":
-        return MemoryBroker()
+        return MemoryBroker(hot_bytes)
     if isinstance(value, str):
         if value.startswith(("redis://", "rediss://", "unix://")):
             try:

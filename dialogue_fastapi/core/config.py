@@ -84,13 +84,19 @@ class RateLimit(_Frozen):
         "over it, the IP is refused before authenticate runs",
     )
 
+    instances: str | None = Field(
+        default="600/minute",
+        description="new room-family instances one user may bring to life on a node "
+        "(join, read or publish of an instance nobody used lately)",
+    )
+
     http: dict[str, str] = Field(
         default_factory=dict,
         description="REST request limits by route (rooms, create_room, delete_room, history, publish, "
         "presence, tickets) or 'default' for each of them, e.g. {'create_room': '5/minute'}",
     )
 
-    @field_validator("default", "connections", "auth_failures")
+    @field_validator("default", "connections", "auth_failures", "instances")
     @classmethod
     def _limit(cls, value: str | None) -> str | None:
         return None if value is None else _valid_limit(value)
@@ -162,6 +168,12 @@ class RoomConfig(_Frozen):
     )
     authorize: Callable[..., Any] | None = Field(
         default=None, description="room families: fn(identity, room) -> bool, or raise Reject",
+    )
+    idle_ttl: float | None = Field(
+        default=300.0, ge=0,
+        description="room families: seconds an instance without local members and without use "
+        "stays in memory before it is dropped (seq and epoch continue from the store or Redis); "
+        "None: never dropped",
     )
 
     def event(self, name: str) -> EventDefinition | None:
@@ -269,7 +281,8 @@ class DialogueConfig(_Frozen):
     max_rooms_per_connection: int = Field(default=100, ge=1, description="rooms one connection may join")
     max_instances: int = Field(
         default=100_000, ge=1,
-        description="room-family instances with members on one node; joins beyond: UNAVAILABLE",
+        description="live room-family instances on one node (with members, or used within their "
+        "idle_ttl); a new one beyond: UNAVAILABLE",
     )
     max_rooms_per_user: int = Field(
         default=10, ge=0, description="runtime rooms one user may own (create_room); 0: none"
@@ -292,6 +305,19 @@ class DialogueConfig(_Frozen):
     recovery_window: int = Field(
         default=1000, ge=0, le=1_000_000,
         description="events per room kept hot for recovery and history",
+    )
+    hot_history_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=0,
+        description="memory broker: bytes of encoded events kept hot on the node over all rooms; "
+        "over it the oldest events of the least recently active rooms go first (0: no budget)",
+    )
+    gc_freeze: bool = Field(
+        default=False,
+        description="gc.freeze() once started: objects alive at startup leave the collector's scans",
+    )
+    gc_thresholds: tuple[int, int, int] | None = Field(
+        default=None,
+        description="gc.set_threshold(...) at start, e.g. (50000, 50, 100); None: Python's own",
     )
     max_recovery: int = Field(
         default=1000, ge=0, description="most missed events a join with since replays"

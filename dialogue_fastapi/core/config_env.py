@@ -18,6 +18,8 @@ ENV_SETTINGS: dict[str, str] = {
     "DIALOGUE_SEND_QUEUE_MAX_BYTES": "send_queue_max_bytes",
     "DIALOGUE_HEARTBEAT": "heartbeat",
     "DIALOGUE_RECOVERY_WINDOW": "recovery_window",
+    "DIALOGUE_HOT_HISTORY_BYTES": "hot_history_bytes",
+    "DIALOGUE_MAX_INSTANCES": "max_instances",
     "DIALOGUE_DURABLE": "durable",
     "DIALOGUE_WRITE_MAX_PENDING": "write_max_pending",
     "DIALOGUE_WRITE_INTERVAL": "write_interval",

@@ -38,7 +38,8 @@ def _storage_url(url: str) -> tuple[str, dict[str, Any]]:
 
 
 _SCOPES = {"all": "every publish", "room": "this room", "event": "this event",
-           "connect": "connection attempts", "auth": "failed authentications"}
+           "connect": "connection attempts", "auth": "failed authentications",
+           "instances": "new room-family instances"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +163,16 @@ class EventLimiter:
         text = self.config.auth_failures
         if text is not None and ip:
             await self._limiter.hit(self._item(text), "auth", f"ip:{ip}")
+
+    async def check_new_instance(self, user_id: str) -> None:
+        """Count one room-family instance ``user_id`` brings to life on this node;
+        ``RATE_LIMITED`` when over ``RateLimit.instances``."""
+        text = self.config.instances
+        if text is None:
+            return
+        item, key = self._item(text), f"u:{user_id}"
+        if not await self._limiter.hit(item, "instances", key):
+            await self._refuse("instances", text, item, key)
 
     async def _per_ip(self, text: str | None, scope: str, ip: str | None, *, count: bool) -> None:
         """Refuse ``ip`` if it is over ``text`` in ``scope``; ``count``: this is one more."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,6 +76,8 @@ class Publisher:
         self.middleware: list[Middleware] = list(config.middleware)
         self.limiter = EventLimiter(config.rate_limit or RateLimit())
         self.tools = PublishTools(self.limiter, self.middleware)
+        #: told of every publish into a room-family instance (its idle clock starts again)
+        self.family_used: Callable[[Room], None] | None = None
 
     def definition(self, room: Room, event: str) -> EventDefinition | None:
         """The event's definition in the room; raises EVENT_NOT_ALLOWED if not listed."""
@@ -158,6 +161,8 @@ class Publisher:
         turn: Turn | None = None,
     ) -> tuple[EventMessage, bool]:
         """Publish an accepted message: broker (seq, fan-out), store, handlers, ``after_each``."""
+        if room.family is not None and self.family_used is not None:
+            self.family_used(room)
         durable = self.durable(room) if durable is None else durable
         writer = self._writer
         if writer is not None:

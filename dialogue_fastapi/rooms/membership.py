@@ -18,7 +18,6 @@ from ..core.errors import (
     EventNotAllowed,
     Forbidden,
     RoomFull,
-    Unavailable,
 )
 from ..core.hooks import fire
 from ..core.outages import is_outage
@@ -27,6 +26,7 @@ from ..node.connection import Connection
 from ..node.hub import Hub
 from .authorize import admit
 from .history import HistoryReader
+from .instances import LiveInstances
 from .registry import Room, RoomRegistry
 
 logger = logging.getLogger("dialogue_fastapi")
@@ -37,7 +37,7 @@ class MembershipService:
 
     def __init__(
         self, config: DialogueConfig, broker: Broker, hub: Hub, registry: RoomRegistry,
-        history: HistoryReader, hooks: Hooks,
+        history: HistoryReader, hooks: Hooks, instances: LiveInstances,
     ) -> None:
         self._config = config
         self._broker = broker
@@ -45,7 +45,7 @@ class MembershipService:
         self._registry = registry
         self._history = history
         self._hooks = hooks
-        self._instances: set[str] = set()  # family instances with local members
+        self._instances = instances
 
     def subscriptions(self, room: Room, requested: Any) -> frozenset[str] | None:
         """Resolve a join's ``subscriptions`` (list, ``"*"`` or None for the room default)."""
@@ -84,7 +84,7 @@ class MembershipService:
         if max_size is not None and await self._broker.presence.count(room_id) >= max_size:
             raise RoomFull(f"room '{room_id}' is full ({max_size})")
         await admit(conn.identity, room, self._hooks.before_join, refusal="JOIN_DENIED")
-        self._check_instances(room)
+        await self._instances.hold(room, conn.user_id)
         if not await self._broker.presence.join(room_id, conn.entry(), max_size):
             raise RoomFull(f"room '{room_id}' is full ({max_size})")
         try:  # a join that fails from here leaves no presence entry and no pending buffer
@@ -96,20 +96,10 @@ class MembershipService:
             await self._undo_join(conn, room_id)
             raise
         self._hub.release(conn, membership, position.seq)
-        if room.family is not None:
-            self._instances.add(room.id)
         await fire("on_joined", self._hooks.on_joined, conn.identity, room_id)
         if room.config.presence_events:
             await self._broker.control({"type": "presence", "op": "presence_join",
                                         "room": room_id, **conn.entry().to_dict()})
-
-    def _check_instances(self, room: Room) -> None:
-        """A node holds at most ``max_instances`` family instances with members."""
-        if room.family is None or room.id in self._instances:
-            return
-        if len(self._instances) >= self._config.max_instances:
-            raise Unavailable(f"this server holds {len(self._instances)} room-family instances "
-                              "(max_instances); try again later")
 
     async def _undo_join(self, conn: Connection, room_id: str) -> None:
         try:
@@ -163,8 +153,9 @@ class MembershipService:
         """Leave a room; False if the connection was not in it."""
         if not await self._hub.detach(conn, room_id):
             return False
-        if room_id in self._instances and not self._hub.local_members(room_id):
-            self._instances.discard(room_id)
+        room = self._registry.find(room_id)
+        if room is not None:
+            self._instances.touch(room)  # its idle clock starts when the last member leaves
         try:
             await self._broker.presence.leave(room_id, conn.client_id)
         except Exception as exc:  # left here; the broker fixes its presence when it is back
@@ -174,7 +165,6 @@ class MembershipService:
                            conn.client_id, room_id, exc)
         if notify:
             await fire("on_left", self._hooks.on_left, conn.identity, room_id)
-            room = self._registry.find(room_id)
             if room is not None and room.config.presence_events:
                 await self._broker.control({"type": "presence", "op": "presence_leave",
                                             "room": room_id, **conn.entry().to_dict()})

@@ -92,6 +92,10 @@ class RoomRegistry:
             return room
         return None
 
+    def forget(self, room_id: str) -> None:
+        """Drop a resolved instance (it is resolved again on its next use)."""
+        self._instances.pop(room_id, None)
+
     def families(self) -> list[Room]:
         """Each family as a room whose id is its pattern (for listings)."""
         return [Room(family.pattern, config, family=family.pattern)

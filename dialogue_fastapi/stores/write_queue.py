@@ -152,6 +152,10 @@ class WriteQueue:
         self._pending = kept
         self._epochs.pop(room, None)
 
+    def pending_rooms(self) -> set[str]:
+        """Rooms with events still waiting to be written."""
+        return {item.message.room for item in self._pending if item.message is not None}
+
     def forget(self, room: str) -> None:
         """Drop the cached epoch of a room (its position was restored or reset)."""
         self._epochs.pop(room, None)

@@ -27,9 +27,13 @@ class Access:
     async def may_see(self, caller: Caller, room: Room) -> None:
         """Presence, details, history and REST publishes: a member of the room, the
         application, or whoever ``before_join`` admits; else FORBIDDEN."""
-        if caller.is_server or caller.member_of(room.id):
+        if caller.is_server:
+            self._rt.instances.touch(room)  # the application is not limited
+            return
+        if caller.member_of(room.id):
             return
         await admit(caller.identity, room, self._rt.hooks.before_join, refusal="FORBIDDEN")
+        await self._rt.instances.hold(room, caller.user_id)  # refused above: nothing held
 
     def check_channel(self, caller: Caller, room: Room) -> None:
         """A live connection may only use a room over the channels the room lists."""

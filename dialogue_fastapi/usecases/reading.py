@@ -64,4 +64,6 @@ class Reading:
         return rooms
 
     async def position(self, room_id: str) -> Position:
-        return await self._rt.broker.position(self._access.room(room_id).id)
+        room = self._access.room(room_id)
+        self._rt.instances.touch(room)
+        return await self._rt.broker.position(room.id)
