@@ -55,7 +55,7 @@ def build_router(rt: Runtime, uc: UseCases, auth: Callable[..., Any]) -> APIRout
         return Response(body, media_type="text/javascript; charset=utf-8",
                         headers={"ETag": etag, "Cache-Control": "public, max-age=300"})
 
-    asyncapi = AsyncApiCache(rt.registry.all)  # the rooms as they are at each request
+    asyncapi = AsyncApiCache(rt.registry.all, rt.registry.families)  # as they are at each request
 
     @router.get("/asyncapi.json", include_in_schema=False)
     async def asyncapi_json(request: Request) -> Response:

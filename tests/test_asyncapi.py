@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,13 @@ from typing import Any
 import httpx
 import jsonschema
 import pytest
+from helpers import authenticate, ws_as
 from pydantic import BaseModel, ConfigDict, Field
 
 from dialogue_fastapi import Dialogue, RoomConfig, define_event
-from dialogue_fastapi.contract.asyncapi import build_document
+from dialogue_fastapi.contract.asyncapi import AsyncApiCache, build_document
 from dialogue_fastapi.core.errors import ERRORS_BY_CODE
-from dialogue_fastapi.rooms.registry import Room
+from dialogue_fastapi.rooms.registry import Room, RoomRegistry
 from dialogue_fastapi.websocket.commands import OPERATIONS
 
 SPEC = Path(__file__).parent / "data" / "asyncapi-3.0.0.schema.json"
@@ -266,3 +268,95 @@ def test_an_event_type_without_json_schema_is_described_not_fatal() -> None:
     events = room_events(doc, "receive.event")
     assert "no JSON Schema" in events[("r", "odd")]["properties"]["data"]["description"]
     assert events[("r", "message")]["properties"]["data"]["properties"]["text"]["maxLength"] == 2000
+
+
+def family_dialogue() -> Dialogue:
+    return Dialogue(rooms={
+        "lobby": RoomConfig(name="Lobby"),
+        "dm:{a}:{b}": RoomConfig(name="Direct messages", events=[message], members=["a", "b"]),
+        "doc:{doc_id:int}": RoomConfig(name="Document", channels=["websocket"]),
+    }, events=[message], authenticate=authenticate)
+
+
+def family_channels(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["address"]: c for c in doc["channels"].values() if c["address"] not in ("/ws", "/sse")}
+
+
+async def test_room_families_are_parameterized_channels(serve: Any, probe: Any) -> None:
+    srv = await serve(family_dialogue())
+    async with httpx.AsyncClient(base_url=srv.http_url) as client:
+        doc = (await client.get("/asyncapi.json")).json()
+    assert spec_errors(doc) == []
+    for pointer in refs(doc):
+        resolve(doc, pointer)
+    families = family_channels(doc)
+    assert set(families) == {"dm:{a}:{b}", "doc:{doc_id}"}  # AsyncAPI has no {name:int}
+    for channel in families.values():  # each {name} of the address is a parameter, and back
+        assert set(re.findall(r"\{([^}]*)\}", channel["address"])) == set(channel["parameters"])
+    for key in doc["channels"]:  # keys are valid component names
+        assert jsonschema.Draft7Validator({"pattern": r"^[\w\d\.\-_]+$"}).is_valid(key), key
+    dm, document = families["dm:{a}:{b}"], families["doc:{doc_id}"]
+    assert document["x-dialogue-family"] == "doc:{doc_id:int}"  # the pattern as declared
+    assert set(dm["parameters"]) == {"a", "b"} and set(document["parameters"]) == {"doc_id"}
+    assert "only that user (and the other member, b) may join" in dm["parameters"]["a"]["description"]
+    assert "ascending order" in dm["parameters"]["b"]["description"]
+    assert dm["parameters"]["a"]["examples"] == ["alice"] and dm["parameters"]["b"]["examples"] == ["bob"]
+    assert document["parameters"]["doc_id"] == {"description": "digits only", "examples": ["42"]}
+    assert dm["title"] == "Direct messages" and "dm:alice:bob" in dm["description"]
+    assert document["servers"] == [{"$ref": "#/servers/websocket"}]  # channels=["websocket"]
+    # the family's events: on its channel (with a receive operation) and on the transports
+    key = next(k for k, c in doc["channels"].items() if c is dm)
+    operation = doc["operations"][f"receive.{key}"]
+    assert operation["channel"] == {"$ref": f"#/channels/{key}"}
+    [dm_message] = [payload(doc, m["$ref"]) for m in operation["messages"]]
+    assert dm_message["properties"]["event"]["const"] == "message"
+    assert dm_message["properties"]["data"]["properties"]["text"]["maxLength"] == 2000
+    ws_events = [payload(doc, m["$ref"]) for m in doc["operations"]["receive.event"]["messages"]]
+    assert dm_message in ws_events
+    assert dm_message in [payload(doc, m["$ref"]) for m in doc["operations"]["sse.receive.event"]["messages"]]
+    assert ("lobby", None) in room_events(doc, "receive.event")  # plain rooms as before
+    # the envelope's room is any id of the family, and only those
+    good = {"op": "event", "room": "dm:alice:bob", "event": "message", "data": {"text": "hi"},
+            "from": "alice", "ts": 1, "seq": 1}
+    assert matches(doc, dm_message, good)
+    assert not matches(doc, dm_message, {**good, "room": "dm:alice"})
+    assert not matches(doc, dm_message, {**good, "room": "lobby"})
+    [doc_any] = [payload(doc, m["$ref"]) for m in document["messages"].values()]  # any event
+    assert matches(doc, doc_any, {**good, "room": "doc:7", "event": "edit", "data": [1]})
+    assert not matches(doc, doc_any, {**good, "room": "doc:seven"})
+
+    # nothing per instance: the document is the same once dm:alice:bob is used
+    alice = await probe(ws_as(srv, "alice"))
+    await alice.request("join", room="dm:alice:bob")
+    await alice.request("publish", room="dm:alice:bob", event="message", data={"text": "hi"})
+    assert matches(doc, dm_message, await alice.next("event"))
+    async with httpx.AsyncClient(base_url=srv.http_url) as client:
+        again = (await client.get("/asyncapi.json")).json()
+    assert again == doc
+    keys = [*doc["channels"], *doc["operations"], *doc["components"]["messages"]]
+    assert not [k for k in keys if "alice" in k]
+
+
+def test_a_family_is_described_once_and_instances_add_nothing() -> None:
+    registry = RoomRegistry({"dm:{a}:{b}": RoomConfig(name="DM", members=["a", "b"]),
+                             "x:{n:int}:y": RoomConfig(name="X", events=[message]),
+                             "x.n.y:{z}": RoomConfig(name="Y")})
+    families = registry.families()
+    plain = build_document(families, scheme="http", host="h", base="")
+    instance = registry.get("dm:alice:bob")
+    assert build_document([*families, instance], scheme="http", host="h", base="") == plain
+    assert spec_errors(plain) == []
+    assert set(family_channels(plain)) == {"dm:{a}:{b}", "x:{n}:y", "x.n.y:{z}"}
+    assert len(plain["channels"]) == 5  # unique keys even where patterns read alike
+    z = family_channels(plain)["x.n.y:{z}"]["parameters"]["z"]
+    assert "no ':'" in z["description"] and z["examples"] == ["my-z"]
+
+
+def test_the_cache_follows_the_registry_families_without_rebuilding() -> None:
+    registry = RoomRegistry({"lobby": RoomConfig(name="Lobby"),
+                             "dm:{a}:{b}": RoomConfig(name="DM", members=["a", "b"])})
+    cache = AsyncApiCache(registry.all, registry.families)
+    body = cache.render("http", "h", "")
+    assert b'"dm:{a}:{b}"' in body
+    registry.get("dm:alice:bob")
+    assert cache.render("http", "h", "") is body  # families() makes new Room objects each time

@@ -6,6 +6,12 @@ each event's pydantic schema as the envelope's ``data``. Two channels: the
 WebSocket (``/ws``, every command is a ``send`` operation answered by a reply)
 and ``/sse`` (``receive`` only). Channel addresses are relative to the servers,
 whose ``pathname`` is where the router is mounted, as the request reached it.
+
+Each room family is one more channel whose ``address`` is its pattern
+(``dm:{a}:{b}``, a room id rather than a path) with a Parameter Object per
+parameter; its events are on the WebSocket and SSE channels like any room's
+(the envelope's ``room`` is a ``pattern``), and on its own channel. Instances
+never appear: the document is the same before and after ``dm:alice:bob`` is used.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from pydantic import PydanticUserError
 from pydantic_core import PydanticOmit
 
 from ..core.events import EventDefinition
+from ..core.families import FamilyPattern, Segment, parse_family
 from ..rooms.registry import Room
 from ..websocket.commands import OPERATIONS
 from .frames import SERVER_FRAMES, SchemaBag, envelope, fixed_schemas, ref, safe_key
@@ -37,6 +44,13 @@ _SSE_DIALOGUE = ["sse_hello", "recover_failed", "presence_join", "presence_leave
                  "room_deleted", "disconnect"]
 
 
+#: a parameter's values as an ECMA-262 pattern (the alphabet of core.families)
+_VALUE = {"int": "[0-9]+", "str": "[A-Za-z0-9_.@-]+"}
+_KIND = {"int": "digits only",
+         "str": "one or more of the room-id characters A-Za-z0-9_.@- (no ':')"}
+_MEMBER_EXAMPLES = ("alice", "bob", "carol", "dave", "erin", "frank")
+
+
 def _version() -> str:
     try:
         return importlib.metadata.version("dialogue-fastapi")
@@ -52,6 +66,30 @@ def _component(key: str) -> dict[str, str]:
     return {"$ref": f"#/components/messages/{key}"}
 
 
+def _parameter(segment: Segment, members: list[str]) -> dict[str, Any]:
+    """The Parameter Object of one parameter of a family (AsyncAPI 3.0: no schema; a
+    description and examples)."""
+    name = segment.param or ""
+    parts = []
+    if name in members:
+        others = [m for m in members if m != name]
+        parts.append("a user id: only that user " + (
+            f"(and the other member{'s' if len(others) > 1 else ''}, {', '.join(others)}) "
+            if others else "") + "may join")
+        position = members.index(name)
+        if segment.kind == "int":
+            example = str(position + 1)
+        else:
+            example = _MEMBER_EXAMPLES[position] if position < len(_MEMBER_EXAMPLES) else f"user{position}"
+    else:
+        example = "42" if segment.kind == "int" else f"my-{name}"
+    parts.append(_KIND[segment.kind])
+    if len(members) > 1 and name in members:
+        parts.append(f"the values of {', '.join(members)} are in ascending order in the id "
+                     "(one room per set of members)")
+    return {"description": "; ".join(parts), "examples": [example]}
+
+
 class _Builder:
     """One document: the schema bag, the messages and which channel carries which."""
 
@@ -61,6 +99,8 @@ class _Builder:
         self.messages: dict[str, Any] = {}
         self.channel_messages: dict[str, list[str]] = {WS: [], SSE: []}
         self._data: dict[int, dict[str, Any]] = {}  # EventDefinition id -> data schema
+        self.families: dict[str, dict[str, Any]] = {}  # channel key -> channel, without messages
+        self.family_ops: dict[str, str] = {}  # channel key -> its receive operation's summary
 
     def message(self, key: str, body: dict[str, Any], *channels: str) -> str:
         base = key = safe_key(key)
@@ -115,28 +155,86 @@ class _Builder:
         return found
 
     def rooms(self, rooms: Sequence[Room]) -> list[str]:
-        """One message per event of each room (one for any event where the room lists none)."""
+        """One message per event of each room (one for any event where the room lists none);
+        a room family (a room with ``family``) once, with its own channel."""
         keys = [self.message("event", {
             "name": "event", "title": "An event of any room",
             "summary": "The envelope of any event, also of rooms created after this document",
             "payload": ref("EventEnvelope"),
         }, WS, SSE)]
+        patterns: set[str] = set()
         for room in rooms:
             channels = [c for c in (WS, SSE) if c in room.config.channels]
-            for definition in room.config.events:
-                keys.append(self.message(f"event.{room.id}.{definition.name}", {
-                    "name": definition.name, "title": f"{definition.name} in {room.id}",
-                    "summary": definition.description or f"Event '{definition.name}' of room "
-                    f"'{room.id}' ({room.config.name})",
-                    "payload": envelope(room.id, definition.name, self.data_schema(definition)),
-                }, *channels))
-            if not room.config.events:
-                keys.append(self.message(f"event.{room.id}", {
-                    "name": "*", "title": f"any event in {room.id}",
-                    "summary": f"Room '{room.id}' ({room.config.name}) accepts any event name; "
-                    "data is any JSON",
-                    "payload": envelope(room.id, None, {}),
-                }, *channels))
+            if room.family is None:
+                keys += self.room_events(room, room.id, room.id, channels)
+            elif room.family not in patterns:  # an instance counts as its family
+                patterns.add(room.family)
+                keys += self.family(room, parse_family(room.family), channels)
+        return keys
+
+    def room_events(self, room: Room, key: str, room_schema: str | dict[str, Any],
+                    channels: Sequence[str]) -> list[str]:
+        """The messages of a room's (or a family's) events; ``key`` names them."""
+        config, kind = room.config, "family" if room.family is not None else "room"
+        label = room.family or room.id
+        keys = []
+        for definition in config.events:
+            keys.append(self.message(f"event.{key}.{definition.name}", {
+                "name": definition.name, "title": f"{definition.name} in {label}",
+                "summary": definition.description or f"Event '{definition.name}' of {kind} "
+                f"'{label}' ({config.name})",
+                "payload": envelope(room_schema, definition.name, self.data_schema(definition)),
+            }, *channels))
+        if not config.events:
+            keys.append(self.message(f"event.{key}", {
+                "name": "*", "title": f"any event in {label}",
+                "summary": f"{kind.title()} '{label}' ({config.name}) accepts any event name; "
+                "data is any JSON",
+                "payload": envelope(room_schema, None, {}),
+            }, *channels))
+        return keys
+
+    def family(self, room: Room, family: FamilyPattern, channels: Sequence[str]) -> list[str]:
+        """A room family: a channel addressed by its pattern, with a Parameter Object per
+        parameter, and the messages of its events (on ``channels`` and on its own)."""
+        members = [p for p in family.params if p in (room.config.members or ())]
+        base = key = safe_key("family." + ".".join(s.literal or s.param or "" for s in family.segments))
+        number = 1
+        while key in self.channel_messages:
+            number += 1
+            key = f"{base}_{number}"
+        self.channel_messages[key] = []
+        parameters = {s.param: _parameter(s, members) for s in family.segments if s.param}
+        example = ":".join(s.literal or parameters[s.param or ""]["examples"][0]
+                           for s in family.segments)
+        room_schema = {
+            "type": "string", "description": f"an id of the room family '{family.pattern}'",
+            "pattern": "^" + ":".join(_VALUE[s.kind] if s.param else (s.literal or "").replace(".", r"\.")
+                                      for s in family.segments) + "$",
+            "examples": [example],
+        }
+        keys = self.room_events(room, key, room_schema, [*channels, key])
+        where = " or ".join({WS: "the WebSocket (op 'join', 'room')", SSE: "/sse (?room=)"}[c]
+                            for c in channels) or "no transport"
+        description = (f"Room family: one room per id matching '{family.pattern}', e.g. "
+                       f"'{example}'. The address is a room id, not a path: join an id over "
+                       f"{where}; an instance exists as soon as it is used and is never listed.")
+        if members:
+            description += f" Only the users named by {', '.join(members)} may join."
+        if room.config.authorize is not None:
+            description += " The application authorizes each join (authorize=)."
+        transports = " or ".join({WS: "WebSocket", SSE: "SSE"}[c] for c in channels)
+        self.family_ops[key] = (f"Events of a room of the family '{family.pattern}', once joined "
+                                f"(delivered on the {transports or 'no'} channel)")
+        self.families[key] = {
+            # AsyncAPI's address expressions are {name}: the int kind is in the parameter
+            "address": ":".join(s.literal or f"{{{s.param}}}" for s in family.segments),
+            "title": room.config.name,
+            **({"summary": room.config.description} if room.config.description else {}),
+            "description": description, "parameters": parameters,
+            "servers": [{"$ref": f"#/servers/{'websocket' if c == WS else 'http'}"} for c in channels],
+            "x-dialogue-family": family.pattern,
+        }
         return keys
 
 
@@ -184,6 +282,12 @@ def build_document(rooms: Sequence[Room], *, scheme: str, host: str, base: str) 
                              "include 'sse'.",
               "messages": {k: _component(k) for k in builder.channel_messages[SSE]}},
     }
+    for key, channel in builder.families.items():
+        channels[key] = {**channel, "messages": {k: _component(k) for k in builder.channel_messages[key]}}
+        operations[f"receive.{key}"] = {
+            "action": "receive", "channel": {"$ref": f"#/channels/{key}"},
+            "summary": builder.family_ops[key],
+            "messages": [_msg_ref(key, k) for k in builder.channel_messages[key]]}
     return {
         "asyncapi": "3.0.0",
         "info": {"title": "dialogue-fastapi", "version": _version(),
@@ -199,19 +303,30 @@ def build_document(rooms: Sequence[Room], *, scheme: str, host: str, base: str) 
     }
 
 
+def _same(a: Room, b: Room) -> bool:
+    """Whether two rooms give the same part of the document (families are rebuilt as new
+    Room objects at each look-up, around the same config)."""
+    return a is b or (a.id == b.id and a.config is b.config and a.family == b.family)
+
+
 class AsyncApiCache:
-    """The document of one router, as JSON bytes; rebuilt when its rooms change."""
+    """The document of one router, as JSON bytes; rebuilt when its rooms change.
+
+    ``rooms`` gives the config and runtime rooms, ``families`` the room families (rooms
+    whose id is their pattern)."""
 
     MAX_ENTRIES = 16  # per (scheme, host, base); Host headers are the client's to choose
 
-    def __init__(self, rooms: Callable[[], list[Room]]) -> None:
+    def __init__(self, rooms: Callable[[], list[Room]],
+                 families: Callable[[], list[Room]] | None = None) -> None:
         self._rooms = rooms
+        self._families: Callable[[], list[Room]] = families or list
         self._seen: list[Room] = []
         self._bodies: dict[tuple[str, str, str], bytes] = {}
 
     def render(self, scheme: str, host: str, base: str) -> bytes:
-        rooms = self._rooms()
-        if len(rooms) != len(self._seen) or any(a is not b for a, b in zip(rooms, self._seen, strict=True)):
+        rooms = [*self._rooms(), *self._families()]
+        if len(rooms) != len(self._seen) or not all(map(_same, rooms, self._seen)):
             self._bodies.clear()
             self._seen = rooms
         key = (scheme, host, base)

@@ -139,10 +139,12 @@ def fixed_schemas() -> dict[str, Any]:
     }
 
 
-def envelope(room: str, event: str | None, data: dict[str, Any]) -> dict[str, Any]:
-    """The event envelope (section 1); ``room``/``event`` pinned when given."""
+def envelope(room: str | dict[str, Any], event: str | None, data: dict[str, Any]) -> dict[str, Any]:
+    """The event envelope (section 1); ``room``/``event`` pinned when given (``room`` may
+    also be the schema of the ids of a room family)."""
+    pinned = {"type": "string", "const": room} if room else _STR
     return _obj(
-        {"op": _op("event"), "room": {"type": "string", "const": room} if room else _STR,
+        {"op": _op("event"), "room": room if isinstance(room, dict) else pinned,
          "event": {"type": "string", "const": event} if event is not None else _STR,
          "data": data, "from": {"type": "string", "description": "user id, or 'server'"},
          "ts": {"type": "integer", "description": "milliseconds since the Unix epoch"},
