@@ -119,7 +119,9 @@ class Dialogue:
         return message
 
     def on(self, room_id: str, event: EventDefinition | str, handler: Handler) -> Callable[[], None]:
-        """Run ``handler(message)`` for each event (once per cluster); returns an unsubscribe."""
+        """Run ``handler(message)`` for each event (once per cluster); returns an unsubscribe.
+        ``room_id`` may be a room family's pattern (``"dm:{a}:{b}"``: every instance) or
+        ``"*"`` (every room)."""
         return self._runtime.handlers.add(room_id, event_name(event), handler)
 
     async def history(

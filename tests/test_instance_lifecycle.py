@@ -3,6 +3,7 @@ continued from the store (or in a new epoch without one) when used again."""
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import httpx
@@ -10,6 +11,7 @@ import pytest
 from helpers import authenticate, ws_as
 from net_helpers import bearer, wait_until
 from pydantic import BaseModel
+from redis_helpers import REDIS_URL, delete_prefix, need_redis
 
 from dialogue_fastapi import Dialogue, RateLimit, RoomConfig, define_event
 from dialogue_fastapi.testing import ProbeError
@@ -133,3 +135,25 @@ async def test_with_a_store_an_evicted_instance_continues_its_seq_and_epoch(tmp_
         page = (await client.get("/rooms/dm:alice:bob/history",
                                  headers=bearer("bob"))).json()["events"]
     assert [e["seq"] for e in page] == [1, 2, 3, 4, 5]
+
+
+async def test_on_redis_an_evicted_instance_continues_from_redis(serve, probe):
+    await need_redis()
+    prefix = f"dtest{secrets.token_hex(4)}:"
+    try:
+        dialogue = make_dialogue(broker=f"{REDIS_URL}?prefix={prefix}")
+        srv = await serve(dialogue)
+        alice = await probe(ws_as(srv, "alice"))
+        joined = await alice.request("join", room="dm:alice:bob")
+        for n in range(3):
+            await alice.request("publish", room="dm:alice:bob", event="message",
+                                data={"text": f"m{n}"})
+        await alice.request("leave", room="dm:alice:bob")
+        await wait_until(lambda: dialogue.runtime.instances.evicted >= 1, timeout=5)
+        since = {"seq": 1, "epoch": joined["position"]["epoch"]}
+        back = await alice.request("join", room="dm:alice:bob", since=since)
+        assert back["recovered"] is True  # Redis kept the room's keys: nothing shared dropped
+        assert [e["data"]["text"] for e in back["events"]] == ["m1", "m2"]
+        assert back["position"] == {"seq": 3, "epoch": since["epoch"]}
+    finally:
+        await delete_prefix(prefix)

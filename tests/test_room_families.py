@@ -163,3 +163,19 @@ async def test_a_family_declared_in_toml(tmp_path, serve, probe):
     joined = await alice.request("join", room="dm:alice:zoe")
     assert joined["room"]["family"] == "dm:{a}:{b}" and joined["room"]["events"] == ["message"]
     assert (await refused(carol, "join", room="dm:alice:zoe"))["code"] == "FORBIDDEN"
+
+
+async def test_an_on_handler_of_a_family_runs_for_each_instance(server, probe):
+    dialogue, srv = server
+    seen: list[tuple[str, int]] = []
+    stop = dialogue.on("dm:{a}:{b}", message, lambda m: seen.append((m.room, m.seq)))
+    try:
+        alice = await probe(ws_as(srv, "alice"))
+        for room in ("dm:alice:bob", "dm:alice:carol"):
+            await alice.request("join", room=room)
+            await alice.request("publish", room=room, event="message", data={"text": "hi"})
+        await alice.request("join", room="lobby")
+        await alice.request("publish", room="lobby", event="message", data={"text": "not a dm"})
+    finally:
+        stop()
+    assert seen == [("dm:alice:bob", 1), ("dm:alice:carol", 1)]

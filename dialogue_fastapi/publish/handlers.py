@@ -14,7 +14,8 @@ Handler = Callable[[EventMessage], Any]
 
 
 class HandlerRegistry:
-    """Handlers by room and event name; ``"*"`` matches any."""
+    """Handlers by room and event name; ``"*"`` matches any, and a room family's pattern
+    (``"dm:{a}:{b}"``) each of its instances."""
 
     def __init__(self) -> None:
         self._handlers: dict[tuple[str, str], list[Handler]] = {}
@@ -30,16 +31,18 @@ class HandlerRegistry:
 
         return remove
 
-    def matching(self, message: EventMessage) -> list[Handler]:
+    def matching(self, message: EventMessage, family: str | None = None) -> list[Handler]:
+        """The room's handlers, then its family's (``family``: the pattern), then ``"*"``'s."""
         found: list[Handler] = []
-        for key in ((message.room, message.event), (message.room, "*"),
-                    ("*", message.event), ("*", "*")):
-            found.extend(self._handlers.get(key, ()))
+        rooms = (message.room,) if family is None else (message.room, family)
+        for room in (*rooms, "*"):
+            found.extend(self._handlers.get((room, message.event), ()))
+            found.extend(self._handlers.get((room, "*"), ()))
         return found
 
-    async def run(self, message: EventMessage) -> None:
+    async def run(self, message: EventMessage, family: str | None = None) -> None:
         """Run every matching handler in order; their errors are logged."""
-        for handler in self.matching(message):
+        for handler in self.matching(message, family):
             try:
                 await call_maybe_async(handler, message)
             except Exception:

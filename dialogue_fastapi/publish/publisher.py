@@ -198,7 +198,7 @@ class Publisher:
                     await writer.wait(future, f"event seq {stored.seq}")
                 except Unavailable as exc:
                     not_stored = exc  # delivered already: handlers still run once
-        await self._handlers.run(stored)
+        await self._handlers.run(stored, room.family)
         if self._hooks.after_each is not None:
             recipients = published.recipients
             if recipients is None:  # delivered elsewhere (Redis): the room's cluster-wide size
