@@ -1,4 +1,4 @@
-"""The chat demo: rooms, typed messages with history, typing, presence.
+"""The chat demo: rooms, typed messages with history, typing, presence, direct messages.
 
 Run from the repository root:  python examples/chat/app.py
 then open the printed URL in two browser windows. Messages and rooms created
@@ -6,22 +6,42 @@ in the page are kept in ``chat.db`` (SQLite, in the directory you run it
 from), so they survive a restart; ``DIALOGUE_DATABASE_URL`` points it
 elsewhere (e.g. ``postgresql+asyncpg://...``). It needs the ``sqlite`` extra:
 ``pip install -e ".[sqlite]"``.
+
+Direct messages are a room family, ``dm:{a}:{b}`` (the two user ids, sorted).
+Each user also has an inbox, ``user:{user_id}``, that the page joins at
+sign-in: when a direct message is published, the server puts a small ``dm``
+notice into both members' inboxes. Inboxes are rooms like any other, so the
+notices are stored, replayed after a reconnect and sent as history on join:
+a user learns of a conversation even when it was never opened, and the
+sidebar and unread badges come back after a reload.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from starlette.requests import HTTPConnection
 
-from dialogue_fastapi import Dialogue, Identity, RateLimit, Reject, RoomConfig, define_event
+from dialogue_fastapi import (
+    Dialogue,
+    EventMessage,
+    Identity,
+    PublishContext,
+    RateLimit,
+    Reject,
+    RoomConfig,
+    define_event,
+)
 from dialogue_fastapi.middleware import content_filter
 
 STATIC = Path(__file__).parent / "static"
+USER_ID = re.compile(r"[A-Za-z0-9_.@-]+")  # a user id must fit in a room id: dm:{a}:{b}
 
 
 class Message(BaseModel):
@@ -32,8 +52,21 @@ class Typing(BaseModel):
     typing: bool
 
 
+class DmNotice(BaseModel):
+    room: str  # the conversation, dm:{a}:{b}
+    sender: str
+    seq: int  # the message's seq in that room
+
+
+class Read(BaseModel):
+    room: str
+    seq: int  # read up to this seq
+
+
 message = define_event("message", Message, history=100, description="a chat line")
 typing = define_event("typing", Typing, description="someone is typing")
+dm_notice = define_event("dm", DmNotice, history=200, description="a direct message arrived")
+read = define_event("read", Read, history=200, description="a conversation was read up to seq")
 
 
 def authenticate(conn: HTTPConnection) -> Identity:
@@ -41,7 +74,16 @@ def authenticate(conn: HTTPConnection) -> Identity:
     name = (conn.query_params.get("token") or conn.headers.get("x-user") or "").strip()
     if not name or len(name) > 32:
         raise Reject("enter a name of 1 to 32 characters")
+    if not USER_ID.fullmatch(name):
+        raise Reject("use letters, digits and _ . @ - only (no spaces)")
     return Identity(user_id=name)
+
+
+async def notices_from_the_server(ctx: PublishContext, call_next: Any) -> EventMessage | None:
+    """Only the server writes ``dm`` notices; the owner of an inbox writes read markers."""
+    if ctx.message.event == "dm" and ctx.identity is not None:
+        raise Reject("dm notices are sent by the server", code="FORBIDDEN")
+    return await call_next(ctx)
 
 
 dialogue = Dialogue(
@@ -50,6 +92,14 @@ dialogue = Dialogue(
                             sync_history_on_join=50, presence_events=True),
         "random": RoomConfig(name="Random", events=[message, typing],
                              sync_history_on_join=50, presence_events=True),
+        # one room per pair of users, made on first use; only the two may join or read it
+        "dm:{a}:{b}": RoomConfig(name="Direct messages", events=[message, typing],
+                                 members=["a", "b"], sync_history_on_join=50,
+                                 presence_events=True),
+        # each user's inbox: dm notices from the server and the user's read markers
+        "user:{user_id}": RoomConfig(name="Inbox", events=[dm_notice, read],
+                                     members=["user_id"], sync_history_on_join=200,
+                                     middleware=[notices_from_the_server]),
     },
     events=[message, typing],
     authenticate=authenticate,
@@ -62,6 +112,18 @@ dialogue = Dialogue(
                          strategy="moving-window"),  # exact, and cheap for limits this small
     middleware=[content_filter(["spam"], mode="replace")],  # "spam" arrives as "***"
 )
+
+
+async def notify_members(msg: EventMessage) -> None:
+    """A message in ``dm:a:b``: a notice in ``user:a`` and ``user:b`` (all their tabs)."""
+    room = dialogue.room(msg.room)
+    notice = {"room": msg.room, "sender": msg.from_, "seq": msg.seq}
+    for member in dict.fromkeys(room.params.values()):  # once for notes to self (dm:a:a)
+        await dialogue.trigger(f"user:{member}", dm_notice, notice)
+
+
+# runs once per message in any conversation, on the node that published it
+dialogue.on("dm:{a}:{b}", message, notify_members)
 
 app = FastAPI(title="dialogue-fastapi chat demo")
 app.include_router(dialogue.router, prefix="/dialogue")
