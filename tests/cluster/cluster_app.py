@@ -66,6 +66,9 @@ HANDLED_ROOMS = ["handled"]  # an on-handler counts its runs in Redis
 rooms: dict[str, RoomConfig] = {room: RoomConfig(name=room) for room in OPEN_ROOMS}
 rooms.update({room: RoomConfig(name=room, max_size=5) for room in CAPPED_ROOMS})
 rooms.update({room: RoomConfig(name=room, presence_events=True) for room in PRESENCE_ROOMS})
+# room families: a conversation per pair of users; teams of at most 3 (test_cluster_families)
+rooms["dm:{a}:{b}"] = RoomConfig(name="Direct messages", members=["a", "b"])
+rooms["team:{n:int}"] = RoomConfig(name="Team", max_size=3)
 
 
 def authenticate(conn: HTTPConnection) -> Identity | None:
