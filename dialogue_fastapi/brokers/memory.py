@@ -27,14 +27,18 @@ class MemoryPresence:
     def __init__(self) -> None:
         self._rooms: dict[str, dict[str, PresenceEntry]] = {}
         self._users: dict[str, dict[str, PresenceEntry]] = {}
+        self._joined: dict[str, set[str]] = {}  # client -> its rooms (a disconnect visits those)
 
     async def join(self, room: str, entry: PresenceEntry, max_size: int | None) -> bool:
         members = self._rooms.setdefault(room, {})
         if entry.client_id in members:
             return True
         if max_size is not None and len(members) >= max_size:
+            if not members:
+                del self._rooms[room]
             return False
         members[entry.client_id] = entry
+        self._joined.setdefault(entry.client_id, set()).add(room)
         return True
 
     async def leave(self, room: str, client_id: str) -> None:
@@ -43,6 +47,11 @@ class MemoryPresence:
             members.pop(client_id, None)
             if not members:
                 del self._rooms[room]
+        rooms = self._joined.get(client_id)
+        if rooms is not None:
+            rooms.discard(room)
+            if not rooms:
+                del self._joined[client_id]
 
     async def members(self, room: str) -> list[PresenceEntry]:
         return list(self._rooms.get(room, {}).values())
@@ -59,14 +68,19 @@ class MemoryPresence:
             clients.pop(entry.client_id, None)
             if not clients:
                 del self._users[entry.user_id]
-        for room in [r for r, m in self._rooms.items() if entry.client_id in m]:
+        for room in list(self._joined.get(entry.client_id, ())):
             await self.leave(room, entry.client_id)
 
     async def clients_of(self, user_id: str) -> list[str]:
         return list(self._users.get(user_id, {}))
 
     def drop_room(self, room: str) -> None:
-        self._rooms.pop(room, None)
+        for client_id in self._rooms.pop(room, {}):
+            rooms = self._joined.get(client_id)
+            if rooms is not None:
+                rooms.discard(room)
+                if not rooms:
+                    del self._joined[client_id]
 
     def has_members(self, room: str) -> bool:
         return bool(self._rooms.get(room))

@@ -115,6 +115,7 @@ class Connection:
     ) -> None:
         self.client_id = "c_" + secrets.token_hex(6)
         self.identity = identity
+        self._entry: PresenceEntry | None = None
         self.transport = transport
         self.ip = ip
         self.rooms: dict[str, Membership] = {}
@@ -138,7 +139,11 @@ class Connection:
         return self.identity.user_id
 
     def entry(self) -> PresenceEntry:
-        return PresenceEntry(self.identity.user_id, self.client_id)
+        """This connection in presence (one object, shared by every room it is in)."""
+        entry = self._entry
+        if entry is None or entry.user_id != self.identity.user_id:
+            entry = self._entry = PresenceEntry(self.identity.user_id, self.client_id)
+        return entry
 
     def send_text(self, text: str) -> bool:
         """Queue an encoded frame; False if the connection is closing.
