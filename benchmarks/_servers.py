@@ -24,6 +24,10 @@ APPS = {
     "cluster": "cluster_server:app",  # cluster.py: the Redis broker, from BENCH_REDIS_* env vars
     "sse-plain": "sse_baseline_server:app",  # sse.py's ceiling (its dialogue is dialogue_server:app)
     "pipeline": "pipeline_server:app",  # pipeline.py, flood.py: configured by BENCH_PIPELINE
+    "shape-dialogue": "shape_server:app",  # shape.py: room families; SHAPE_* env vars
+    "shape-baseline": "shape_baseline_server:app",  # shape.py's plain Starlette ceiling
+    "shape-socketio": "shape_socketio_server:app",  # shape.py: python-socketio
+    "instances": "instances_server:app",  # instances.py: one family, a short idle_ttl
 }
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PR_SET_PDEATHSIG = 1
