@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import sys
 import time
 from collections import OrderedDict, deque
 from typing import Any
@@ -87,30 +88,31 @@ class MemoryPresence:
 
 
 class _RoomLog:
-    """One room's position and hot events, kept as encoded frames (bytes are not tracked by
-    the garbage collector: a node holding a million hot events scans none of them)."""
+    """One room's position and hot events, kept as encoded frames (str: not tracked by the
+    garbage collector, so a node holding a million hot events scans none of them; not
+    orjson's bytes, whose buffer keeps its initial 1-4 KiB however short the frame)."""
 
     __slots__ = ("epoch", "history", "keys", "seq", "size", "window")
 
     def __init__(self) -> None:
         self.epoch = secrets.token_urlsafe(8)
         self.seq = 0
-        self.window: deque[bytes] = deque()  # seqs seq-len+1 .. seq, in order, no gap
+        self.window: deque[str] = deque()  # seqs seq-len+1 .. seq, in order, no gap
         self.keys: OrderedDict[str, int] = OrderedDict()  # sender+key -> seq, in seq order
-        self.history: dict[str, deque[bytes]] = {}  # per event, its definition's depth
-        self.size = 0  # bytes held in window and history (with ENTRY_OVERHEAD each)
+        self.history: dict[str, deque[str]] = {}  # per event, its definition's depth
+        self.size = 0  # bytes held in window and history (see _cost)
 
     def first(self) -> int:
         """The seq of the oldest event in the window."""
         return self.seq - len(self.window) + 1
 
-    def frame(self, seq: int) -> bytes | None:
+    def frame(self, seq: int) -> str | None:
         index = seq - self.first()
         return self.window[index] if 0 <= index < len(self.window) else None
 
     def shift(self) -> int:
         """Drop the oldest windowed event (and idempotency keys of events no longer held)."""
-        dropped = len(self.window.popleft()) + ENTRY_OVERHEAD
+        dropped = _cost(self.window.popleft())
         first, keys = self.first(), self.keys
         while keys:
             oldest = next(iter(keys.values()))
@@ -120,8 +122,9 @@ class _RoomLog:
         return dropped
 
 
-#: what one hot event costs besides its encoded bytes (the bytes object and its slot)
-ENTRY_OVERHEAD = 48
+def _cost(frame: str) -> int:
+    """What one hot event holds: the str object and its slot in a deque."""
+    return sys.getsizeof(frame) + 8
 
 
 def _key(message: EventMessage) -> str | None:
@@ -131,18 +134,18 @@ def _key(message: EventMessage) -> str | None:
     return f"{message.from_}\x00{message.idempotency_key}"
 
 
-def _held(frames: deque[bytes]) -> int:
-    return sum(map(len, frames)) + ENTRY_OVERHEAD * len(frames)
+def _held(frames: deque[str]) -> int:
+    return sum(map(_cost, frames))
 
 
-def _encoded(message: EventMessage) -> bytes:
+def _encoded(message: EventMessage) -> str:
     try:
-        return orjson.dumps(message.to_wire())
+        return orjson.dumps(message.to_wire()).decode()
     except TypeError:  # what orjson cannot write (an integer past 64 bits) the json module can
-        return json.dumps(message.to_wire(), default=str).encode()
+        return json.dumps(message.to_wire(), default=str)
 
 
-def _decoded(frame: bytes) -> EventMessage:
+def _decoded(frame: str) -> EventMessage:
     return EventMessage.from_wire(orjson.loads(frame))
 
 
@@ -217,7 +220,7 @@ class MemoryBroker:
         if not message.ts:
             message.ts = int(time.time() * 1000)
         frame = message.frame = _encoded(message)
-        cost = len(frame) + ENTRY_OVERHEAD
+        cost = _cost(frame)
         log.window.append(frame)
         added = cost
         if key is not None:
@@ -232,7 +235,7 @@ class MemoryBroker:
                 kept = log.history[message.event] = deque(kept or (), maxlen=history)
                 added += _held(kept) - before
             if len(kept) == history:
-                added -= len(kept[0]) + ENTRY_OVERHEAD
+                added -= _cost(kept[0])
             kept.append(frame)
             added += cost
         log.size += added
@@ -254,7 +257,7 @@ class MemoryBroker:
                 self.held_bytes -= dropped
             for kept in log.history.values():
                 while self.held_bytes > self.hot_bytes and kept:
-                    dropped = len(kept.popleft()) + ENTRY_OVERHEAD
+                    dropped = _cost(kept.popleft())
                     log.size -= dropped
                     self.held_bytes -= dropped
             if self.held_bytes <= self.hot_bytes:

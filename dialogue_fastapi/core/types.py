@@ -41,7 +41,7 @@ class EventMessage:
     meta: dict[str, Any] = field(default_factory=dict)
     idempotency_key: str | None = None
     #: the encoded ``to_wire()`` once a broker made it (fan-out sends it as is)
-    frame: bytes | None = field(default=None, compare=False, repr=False)
+    frame: str | None = field(default=None, compare=False, repr=False)
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON object clients receive (``op: event``)."""

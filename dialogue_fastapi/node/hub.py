@@ -32,8 +32,9 @@ class Hub:
         members = self._rooms.get(message.room)
         if not members:
             return 0
-        frame = message.frame
-        text = (frame if frame is not None else orjson.dumps(message.to_wire())).decode()
+        text = message.frame
+        if text is None:
+            text = orjson.dumps(message.to_wire()).decode()
         seq, event, sent = message.seq, message.event, 0
         shared: dict[str, str] = {}  # what framing transports build once per delivery
         for conn, membership in members.values():
