@@ -39,6 +39,17 @@ async def refused(probe: Any, op: str, **fields: Any) -> dict[str, Any]:
     return caught.value.error
 
 
+async def three_messages_then_leave(probe: Any, srv: Any) -> tuple[Any, dict[str, Any]]:
+    """alice says m0..m2 in dm:alice:bob and leaves; returns her probe and her position."""
+    alice = await probe(ws_as(srv, "alice"))
+    await alice.request("join", room="dm:alice:bob")
+    for n in range(3):
+        await alice.request("publish", room="dm:alice:bob", event="message", data={"text": f"m{n}"})
+    left_at = (await alice.request("join", room="dm:alice:bob"))["position"]
+    await alice.request("leave", room="dm:alice:bob")
+    return alice, left_at
+
+
 def held(dialogue: Dialogue) -> int:
     return len(dialogue.runtime.instances)
 
@@ -100,12 +111,7 @@ async def test_new_instances_are_rate_limited_per_user(serve, probe):
 async def test_without_a_store_an_evicted_instance_starts_a_new_epoch(serve, probe):
     dialogue = make_dialogue()
     srv = await serve(dialogue)
-    alice = await probe(ws_as(srv, "alice"))
-    await alice.request("join", room="dm:alice:bob")
-    for n in range(3):
-        await alice.request("publish", room="dm:alice:bob", event="message", data={"text": f"m{n}"})
-    left_at = (await alice.request("join", room="dm:alice:bob"))["position"]
-    await alice.request("leave", room="dm:alice:bob")
+    alice, left_at = await three_messages_then_leave(probe, srv)
     await wait_until(lambda: held(dialogue) == 0, timeout=5)
     back = await alice.request("join", room="dm:alice:bob", since=left_at)
     assert back["recovered"] is False and back["events"] == []
@@ -115,12 +121,7 @@ async def test_without_a_store_an_evicted_instance_starts_a_new_epoch(serve, pro
 async def test_with_a_store_an_evicted_instance_continues_its_seq_and_epoch(tmp_path, serve, probe):
     dialogue = make_dialogue(persistence=f"sqlite+aiosqlite:///{tmp_path / 'dm.db'}")
     srv = await serve(dialogue)
-    alice = await probe(ws_as(srv, "alice"))
-    await alice.request("join", room="dm:alice:bob")
-    for n in range(3):
-        await alice.request("publish", room="dm:alice:bob", event="message", data={"text": f"m{n}"})
-    left_at = (await alice.request("join", room="dm:alice:bob"))["position"]
-    await alice.request("leave", room="dm:alice:bob")
+    alice, left_at = await three_messages_then_leave(probe, srv)
     await wait_until(lambda: dialogue.runtime.instances.evicted >= 1, timeout=5)
     # the application writes into the evicted conversation; then it goes idle again
     for n in range(3, 5):
