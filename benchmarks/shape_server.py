@@ -10,7 +10,8 @@ for a token). The application's own publishes (the personal-room events) come th
 per-room authorisation. ``GET /_bench/gc`` / ``POST /_bench/gc/reset``: the GC pauses seen
 by ``_shape_bench.GcWatch``.
 
-GC settings from the environment (``SHAPE_GC_FREEZE=1``, ``SHAPE_GC_THRESHOLDS=a,b,c``) go to
+GC settings from the environment (``SHAPE_GC_FREEZE=1``, ``SHAPE_GC_THRESHOLDS=a,b,c``,
+``SHAPE_GC_FREEZE_EVERY=seconds``: set it in the shell that runs ``shape.py``) go to
 the library when ``DialogueConfig`` has ``gc_freeze`` / ``gc_thresholds``, else the app applies
 them itself (thresholds at import, ``gc.freeze()`` once the library has started).
 ``SHAPE_REDIS_URL`` and ``SHAPE_REDIS_PREFIX`` put the node on a ``RedisBroker``
@@ -46,6 +47,10 @@ if FREEZE or THRESHOLDS:
         settings |= {"gc_thresholds": THRESHOLDS} if THRESHOLDS else {}
     elif THRESHOLDS:
         gc.set_threshold(*THRESHOLDS)
+
+if os.environ.get("SHAPE_GC_FREEZE_EVERY"):  # gc.freeze() every N seconds (the library's)
+    settings["gc_freeze_every"] = float(os.environ["SHAPE_GC_FREEZE_EVERY"])
+    applied_by = "library"
 
 if os.environ.get("SHAPE_REDIS_URL"):
     from dialogue_fastapi.brokers.redis import RedisBroker

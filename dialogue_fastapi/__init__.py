@@ -10,7 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .core.config import DialogueConfig, Hooks, RateLimit, Retention, RoomConfig
+    from .core.config import DialogueConfig, Hooks, MetricsConfig, RateLimit, Retention, RoomConfig
     from .core.errors import CloseCode, DialogueError, Reject
     from .core.events import EventDefinition, define_event
     from .core.types import EventMessage, Identity, Position, PresenceEntry
@@ -30,6 +30,7 @@ _EXPORTS = {
     "Hooks": ".core.config",
     "Identity": ".core.types",
     "Limiter": ".limits.events",
+    "MetricsConfig": ".core.config",
     "Position": ".core.types",
     "PresenceEntry": ".core.types",
     "PublishContext": ".publish.pipeline",
@@ -52,6 +53,7 @@ __all__ = [
     "Hooks",
     "Identity",
     "Limiter",
+    "MetricsConfig",
     "Position",
     "PresenceEntry",
     "PublishContext",

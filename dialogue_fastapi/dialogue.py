@@ -7,15 +7,18 @@ import tomllib
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
 
 from .auth.dependency import build_auth_dependency
 from .core.config import DialogueConfig, RoomConfig, env_overrides, resolve_room_events
 from .core.events import EventDefinition, event_name
+from .core.metrics import NO_METRICS
 from .core.types import EventMessage, Position, PresenceEntry
 from .limits.http import HttpLimits
+from .metrics.build import build as build_exporter
+from .metrics.build import metrics_config
 from .publish.handlers import Handler
 from .publish.submission import PublishTools
 from .rooms.registry import Room
@@ -24,6 +27,9 @@ from .runtime import Runtime
 from .stores.base import AuditEntry, AuditQuery
 from .usecases import Caller, HistoryRequest, PublishRequest, UseCases
 from .usecases.audit import audit, to_ms
+
+if TYPE_CHECKING:
+    from .metrics.exporter import Exporter
 
 
 def _merge(config: DialogueConfig | None, settings: dict[str, Any]) -> DialogueConfig:
@@ -43,7 +49,13 @@ class Dialogue:
 
     def __init__(self, config: DialogueConfig | None = None, **settings: Any) -> None:
         self.config = _merge(config, settings)
-        self._runtime = Runtime(self.config)
+        self._metrics: Exporter | None = None
+        wanted = metrics_config(self.config.metrics)
+        if wanted is not None:
+            self._metrics = build_exporter(wanted)
+        self._runtime = Runtime(self.config, NO_METRICS if self._metrics is None else self._metrics.sink)
+        if self._metrics is not None:
+            self._metrics.watch(self._runtime)
         self._uc = UseCases.build(self._runtime)
         self._auth = build_auth_dependency(self.config.authenticate, self.config.allow_anonymous)
         self._router: APIRouter | None = None
@@ -70,8 +82,19 @@ class Dialogue:
     def router(self) -> APIRouter:
         """The ``APIRouter`` to include: ``app.include_router(dialogue.router, prefix=...)``."""
         if self._router is None:
-            self._router = build_router(self._runtime, self._uc, self._auth)
+            extra = []
+            if self._metrics is not None:
+                from .metrics.endpoint import build_metrics_router  # prometheus-client: only if on
+
+                extra.append(build_metrics_router(self._metrics))
+            self._router = build_router(self._runtime, self._uc, self._auth, extra)
         return self._router
+
+    @property
+    def metrics(self) -> Exporter | None:
+        """The Prometheus exporter when ``metrics=`` is on (None otherwise): its ``registry``,
+        ``instrument(app)`` for HTTP route metrics, ``render()``."""
+        return self._metrics
 
     def dependency(self) -> Dialogue:
         """For ``Annotated[Dialogue, Depends(dialogue.dependency)]`` in your routes."""

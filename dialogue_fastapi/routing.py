@@ -3,7 +3,7 @@
 
 import functools
 import hashlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -23,8 +23,11 @@ from .websocket.endpoint import build_websocket_route
 from .websocket.session import IdleSweeper
 
 
-def build_router(rt: Runtime, uc: UseCases, auth: Callable[..., Any]) -> APIRouter:
-    """A fresh router; its lifespan starts and stops the runtime."""
+def build_router(
+    rt: Runtime, uc: UseCases, auth: Callable[..., Any], extra: Sequence[APIRouter] = (),
+) -> APIRouter:
+    """A fresh router; its lifespan starts and stops the runtime. ``extra``: routers the facade
+    adds (the metrics endpoint), included last, with their own lifespans."""
 
     sweeper = IdleSweeper(rt)
 
@@ -68,6 +71,8 @@ def build_router(rt: Runtime, uc: UseCases, auth: Callable[..., Any]) -> APIRout
     router.include_router(build_rest_routes(rt, uc, rest_auth))
     router.include_router(build_ticket_routes(rt, rest_auth, tickets))
     router.include_router(build_sse_routes(rt, uc, connect_auth))
+    for more in extra:
+        router.include_router(more)
     return router
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
+import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from .brokers import Broker, MemoryBroker, broker_from_config
 from .brokers.base import OrderedSubmit, StoreBacked, StoredRooms
@@ -13,7 +14,9 @@ from .cluster.control import ControlHandler
 from .core.config import DialogueConfig
 from .core.errors import CloseCode
 from .core.hooks import fire
+from .core.metrics import NO_METRICS, Metrics
 from .limits.http import HttpLimits
+from .node.collector import Collector
 from .node.connection import Connection, QueueLimits
 from .node.exit_signal import forget_goodbye, say_goodbye_first
 from .node.hub import Hub
@@ -37,8 +40,9 @@ logger = logging.getLogger("dialogue_fastapi")
 class Runtime:
     """Broker, store, hub and services of one node; owns their start and stop."""
 
-    def __init__(self, config: DialogueConfig) -> None:
+    def __init__(self, config: DialogueConfig, metrics: Metrics = NO_METRICS) -> None:
         self.config = config
+        self.metrics = metrics  # what every part reports through (the exporter, or nothing)
         self.hooks = config.hooks
         self.broker: Broker = broker_from_config(config.broker, hot_bytes=config.hot_history_bytes)
         self.store: EventStore | None = store_from_config(config.persistence)
@@ -53,6 +57,8 @@ class Runtime:
             )
         self.registry = RoomRegistry(config.rooms)
         self.hub = Hub(self.broker)
+        if self.writer is not None:
+            self.writer.metrics = metrics
         self.handlers = HandlerRegistry()
         self.history = HistoryReader(self.broker, self.writer, config, config.max_recovery)
         self.publisher = Publisher(
@@ -63,10 +69,13 @@ class Runtime:
             self.publisher.limiter.check_new_instance,
         )
         self.publisher.family_used = self.instances.touch
+        self.collector = Collector(config.gc_thresholds, config.gc_freeze, config.gc_freeze_every)
+        self.publisher.metrics = metrics
         self.membership = MembershipService(
             config, self.broker, self.hub, self.registry, self.history, self.hooks,
             self.instances,
         )
+        self.membership.metrics = metrics
         self.states = RoomStates(self.writer)
         self.admin = RoomAdmin(config, self.registry, self.broker, self.writer, self.hooks,
                                self.states)
@@ -106,17 +115,27 @@ class Runtime:
         """Every connection of this node, any transport."""
         return list(self.hub.connections.values())
 
-    async def readiness(self) -> tuple[dict[str, bool], int]:
-        """(checks, dead letters) for ``/ready``: started, broker healthy and (with a store)
-        its writer not failing; dead letters are reported, they never fail readiness."""
+    async def readiness(self) -> tuple[dict[str, bool], dict[str, Any]]:
+        """(checks, report) for ``/ready``: the checks are started, broker healthy and (with a
+        store) its writer not failing; the report (dead letters, the broker's subscriber, the
+        store's queue and lag) is informational and never fails readiness."""
         try:
             broker = bool(await self.broker.healthy())
         except Exception:
             broker = False
         checks = {"started": self.started, "broker": broker}
-        if self.writer is not None:
-            checks["store"] = self.writer.healthy
-        return checks, self.writer.dead_letters if self.writer is not None else 0
+        report: dict[str, Any] = {"dead_letters": 0}
+        stats = getattr(self.broker, "subscriber_stats", None)  # brokers with a subscriber (Redis)
+        if stats is not None:
+            report["subscriber"] = {"up": stats.up, "reconnects": stats.reconnects,
+                                    "gap_repairs": stats.gap_repairs}
+        writer = self.writer
+        if writer is not None:
+            checks["store"] = writer.healthy
+            report["dead_letters"] = writer.dead_letters
+            report["store"] = {"pending": writer.pending,
+                               "lag_seconds": writer.lag(int(time.time() * 1000))}
+        return checks, report
 
     async def start(self) -> None:
         """Start once, however many apps include the router."""
@@ -145,19 +164,11 @@ class Runtime:
         if self.retention is not None:
             self.retention.start()
         self.instances.start()
-        self._gc_settled()
+        self.collector.start()
         if self.outbox is not None:
             self.outbox.start()
         self.started = True
         say_goodbye_first(self, self.say_goodbye)  # before uvicorn's own 1012 on SIGTERM
-
-    def _gc_settled(self) -> None:
-        """The collector settings of ``gc_thresholds`` and ``gc_freeze`` (docs/scaling.md)."""
-        if self.config.gc_thresholds is not None:
-            gc.set_threshold(*self.config.gc_thresholds)
-        if self.config.gc_freeze:
-            gc.collect()
-            gc.freeze()  # what startup left alive is no longer scanned by full collections
 
     async def say_goodbye(self) -> None:
         """The server is about to stop: refuse new connections, close every one with
@@ -205,6 +216,7 @@ class Runtime:
             for task in pending:
                 task.cancel()
         await self.instances.stop()
+        await self.collector.stop()
         for background in (self.outbox, self.retention):
             if background is not None:
                 await background.stop()
@@ -222,6 +234,7 @@ class Runtime:
         except BaseException:
             self.hub.remove_connection(conn)
             raise
+        self.metrics.connection_opened(conn.transport.kind)
         await fire("on_connected", self.hooks.on_connected, conn.identity, conn.client_id)
 
     async def disconnected(self, conn: Connection) -> None:
@@ -232,6 +245,9 @@ class Runtime:
                 await self.membership.leave(conn, room_id, notify=notify)
             except Exception:
                 logger.exception("leaving %s on disconnect failed", room_id)
+        if self.hub.connections.get(conn.client_id) is conn:
+            self.metrics.connection_closed(conn.transport.kind, conn.close_code, conn.overflow,
+                                           conn.dropped, conn.delivered)
         self.hub.remove_connection(conn)
         try:
             await self.broker.presence.disconnect(conn.entry())

@@ -10,13 +10,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "dialogue_fastapi"
 
 LAYERS: list[set[str]] = [
     # core: errors, types, config and the input rules; no HTTP, no backend
-    {"core.errors", "core.types", "core.rules", "core", ""},
+    {"core.errors", "core.types", "core.rules", "core", "", "core.metrics"},
     {"core.families"},
     {"core.config_env", "core.config", "core.events"},
     {"core.hooks", "core.background", "core.outages", "brokers.base", "stores.base",
      "auth.origins", "core.peers", "auth.log_redaction", "websocket.nodelay", "node.exit_signal",
      "publish.lane", "sse.cursor", "auth", "websocket", "sse", "rest", "publish", "rooms",
-     "limits", "cluster", "node", "contract", "usecases"},
+     "limits", "cluster", "node", "contract", "usecases", "metrics"},
     # backends, behind their seams
     {"brokers.memory", "brokers", "brokers.redis", "brokers.redis_scripts", "brokers.redis_presence",
      "brokers.redis_subscriber", "brokers.redis_presence_scripts", "brokers.redis_liveness",
@@ -30,7 +30,8 @@ LAYERS: list[set[str]] = [
      "stores.sql_dead_letters", "stores.sql_lock",
      "stores.write_queue", "stores.write_loop", "stores.write_behind"},
     # the parts of a node
-    {"node.connection", "publish.pipeline", "publish.handlers", "rooms.registry", "websocket.commands",
+    {"node.connection", "node.collector", "publish.pipeline", "publish.handlers", "rooms.registry",
+     "websocket.commands",
      "rest.models", "limits.events", "limits.http", "contract.frames", "contract.asyncapi"},
     {"node.hub", "rooms.history", "rooms.admin", "auth.dependency", "rooms.retention", "rooms.state",
      "rooms.instances",
@@ -48,6 +49,11 @@ LAYERS: list[set[str]] = [
     {"websocket.ops", "rest.errors"},
     {"websocket.session", "rest.routes", "rest.tickets", "sse.stream"},
     {"websocket.endpoint", "sse.routes"},
+    # the Prometheus exporter (the only importer of prometheus-client), over the runtime
+    {"metrics.labels", "metrics.families", "metrics.readings", "metrics.multiprocess"},
+    {"metrics.sink", "metrics.sampler"},
+    {"metrics.exporter"},
+    {"metrics.endpoint", "metrics.build"},
     {"routing"},
     {"dialogue"},
     {"testing.server", "testing.broker_contract", "testing.store_contract", "testing.sse_probe"},

@@ -37,6 +37,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
 
+from ..core.metrics import SubscriberStats
 from ..core.types import EventMessage, Position
 from .base import ControlSink, EventSink, Published, StoredRooms
 from .redis_liveness import NodeLiveness
@@ -353,6 +354,15 @@ class RedisBroker:
         they are closed here (``connections_evicted``, this node only) to reconnect."""
         if self._on_control is not None:
             await self._on_control({"type": "connections_evicted", "clients": client_ids})
+
+    @property
+    def subscriber_stats(self) -> SubscriberStats:
+        """The subscriber's state for ``/ready`` and the metrics (up, reconnects, gap repairs)."""
+        subscriber = self._subscriber
+        if subscriber is None:
+            return SubscriberStats()
+        subscriber.stats.up = subscriber.listening
+        return subscriber.stats
 
     async def healthy(self) -> bool:
         if self._subscriber is None or not self._subscriber.listening or self._redis is None:

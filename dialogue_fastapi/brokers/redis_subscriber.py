@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ..core.metrics import SubscriberStats
 from ..core.types import EventMessage, Position
 from .base import EventSink
 from .redis_scripts import RoomKeys, unpack
@@ -80,6 +81,7 @@ class RedisSubscriber:
         self._stopping = False
         self.listening = False
         self._connected_once = False
+        self.stats = SubscriberStats()  # reconnects and gap repairs, read at scrape time
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._supervise(), name="dialogue-redis-subscriber")
@@ -145,6 +147,7 @@ class RedisSubscriber:
                 logger.error("redis subscriber is down (%s: %s); reconnecting in about %.1fs",
                              type(exc).__name__, exc, delay)
             self.listening = False
+            self.stats.reconnects += 1
             if self._stopping:
                 break
             await asyncio.sleep(delay * (0.5 + random.random()))
@@ -212,8 +215,10 @@ class RedisSubscriber:
             return
         missed = await self._source.range(keys, last, upto)
         first = missed[0].seq if missed else (None if upto is None else upto + 1)
+        stored: list[EventMessage] = []
         if first is not None and first > last + 1:  # some left the stream: the store has them
-            for event in await self._source.stored(room, last, first):
+            stored = await self._source.stored(room, last, first)
+            for event in stored:
                 self._deliver(room, event)
             if self._last[room] < first - 1:
                 logger.warning("room %s: events %d..%d left the redis window before this node "
@@ -221,6 +226,9 @@ class RedisSubscriber:
                                first - 1)
         for event in missed:
             self._deliver(room, event)
+        if missed or stored:
+            self.stats.gap_repairs += 1
+            self.stats.repaired_events += len(missed) + len(stored)
 
     def _deliver(self, room: str, message: EventMessage) -> None:
         last = self._last.get(room)

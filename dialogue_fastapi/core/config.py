@@ -186,6 +186,42 @@ class RoomConfig(_Frozen):
         return [definition.name for definition in self.events]
 
 
+#: seconds; from half a millisecond (a local fan-out) to ten seconds (a stuck backend)
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class MetricsConfig(_Frozen):
+    """Prometheus metrics (the ``metrics`` extra); ``metrics=True`` is ``MetricsConfig()``."""
+
+    enabled: bool = Field(default=True, description="export the metrics")
+    format: Literal["prometheus"] = Field(default="prometheus", description="the exposition format")
+    endpoint: str | None = Field(
+        default="/metrics", description="path of the scrape endpoint under the router; None: no route "
+        "(expose `registry` yourself)")
+    admin: Callable[..., Any] | None = Field(
+        default=None, description="FastAPI dependency guarding the endpoint (raise HTTPException to refuse)")
+    allow_unprotected: bool = Field(
+        default=False, description="serve the endpoint without `admin` to requests that are not direct "
+        "loopback requests (see docs/metrics.md)")
+    registry: Any = Field(
+        default=None, description="the prometheus_client CollectorRegistry to use; None: a new one")
+    room_label: Callable[..., str] | None = Field(
+        default=None, description="fn(room) -> label of a runtime room (a bounded group); "
+        "None: `runtime_label`")
+    runtime_label: str = Field(default="runtime", description="the room label of every runtime room")
+    max_label_values: int = Field(
+        default=100, ge=1, le=10_000,
+        description="distinct values of the room label (and of the event label); more fold into '_other'")
+    max_event_series: int = Field(
+        default=100, ge=1, le=100_000,
+        description="(room, event) label pairs of the per-event metrics; more fold into ('_other', '_other')")
+    sample_interval: float = Field(
+        default=1.0, gt=0, description="multiprocess mode: seconds between a worker's samples of "
+        "its gauges (connections, rooms, queues)")
+    latency_buckets: tuple[float, ...] = Field(
+        default=LATENCY_BUCKETS, description="histogram buckets (seconds) of the latency metrics")
+
+
 @dataclass(frozen=True)
 class Hooks:
     """Lifecycle hooks; each may be sync or async.
@@ -232,7 +268,9 @@ class DialogueConfig(_Frozen):
     middleware: list[Callable[..., Any]] = Field(
         default_factory=list, description="global event middleware, in order"
     )
-    metrics: Any = Field(default=False, description="Prometheus metrics (later release)")
+    metrics: bool | MetricsConfig = Field(
+        default=False, description="Prometheus metrics: True or a MetricsConfig (needs the metrics extra)"
+    )
     push: Any = Field(default=None, description="push notifications (later release)")
     retention: Retention | None = Field(default=None, description="stored-event retention")
     durable: bool = Field(
@@ -314,6 +352,11 @@ class DialogueConfig(_Frozen):
     gc_freeze: bool = Field(
         default=False,
         description="gc.freeze() once started: objects alive at startup leave the collector's scans",
+    )
+    gc_freeze_every: float | None = Field(
+        default=None, gt=0,
+        description="seconds between gc.freeze() calls while running (implies gc_freeze); "
+        "cycles among frozen objects are never collected: see docs/benchmarks.md",
     )
     gc_thresholds: tuple[int, int, int] | None = Field(
         default=None,

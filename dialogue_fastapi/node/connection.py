@@ -123,6 +123,9 @@ class Connection:
         self.finished = False  # its transport has ended and its cleanup has started
         self.close_code: int | None = None
         self.dropped_by_overflow = False
+        self.overflow: str | None = None  # "queue_messages" or "queue_bytes" once it overflowed
+        self.dropped = 0  # messages thrown away by the overflow (the queue and the refused one)
+        self.delivered = 0  # room events queued to it (read by the metrics at scrape time)
         self.reported_gone = False  # another node already ran its leave/disconnect hooks
         self._limits = limits
         self._queue: deque[Queued | _Close] = deque()
@@ -163,19 +166,23 @@ class Connection:
         framer if it has one; False if closing."""
         framer = self.framer
         if framer is None:
-            return self._enqueue(text, len(text))
-        item = framer(message, text, {} if shared is None else shared)
-        return self._enqueue(item, len(item) if isinstance(item, str) else len(item.text))
+            queued = self._enqueue(text, len(text))
+        else:
+            item = framer(message, text, {} if shared is None else shared)
+            queued = self._enqueue(item, len(item) if isinstance(item, str) else len(item.text))
+        self.delivered += queued
+        return queued
 
     def _enqueue(self, item: Queued, size: int) -> bool:
         if self.closed:
             return False
         # one frame above the byte bound (a large recovery reply) still goes out when
         # the queue is empty: the bound is about a backlog, not a single frame
-        if len(self._queue) >= self._limits.max_messages or (
-            self._queued_bytes + size > self._limits.max_bytes and self._queue
-        ):
-            self._overflow()
+        if len(self._queue) >= self._limits.max_messages:
+            self._overflow("queue_messages")
+            return False
+        if self._queued_bytes + size > self._limits.max_bytes and self._queue:
+            self._overflow("queue_bytes")
             return False
         self._queue.append(item)
         self._queued_bytes += size
@@ -206,12 +213,13 @@ class Connection:
         if self.on_close is not None:
             self.on_close()
 
-    def _overflow(self) -> None:
+    def _overflow(self, reason: str) -> None:
         logger.warning(
             "closing %s (user %s): send queue overflow (%d messages, %d bytes)",
             self.client_id, self.user_id, len(self._queue), self._queued_bytes,
         )
         self.dropped_by_overflow = True
+        self.overflow, self.dropped = reason, len(self._queue) + 1
         self._queue.clear()
         self._queued_bytes = 0
         self.close(CloseCode.SLOW_CONSUMER, "slow consumer: send queue overflowed")

@@ -25,6 +25,7 @@ from ..core.errors import (
 )
 from ..core.events import EventDefinition
 from ..core.hooks import fire
+from ..core.metrics import NO_METRICS, Metrics
 from ..core.outages import protocol_error
 from ..core.rules import check_event_name, check_payload, check_text
 from ..core.types import EventMessage
@@ -78,6 +79,7 @@ class Publisher:
         self.tools = PublishTools(self.limiter, self.middleware)
         #: told of every publish into a room-family instance (its idle clock starts again)
         self.family_used: Callable[[Room], None] | None = None
+        self.metrics: Metrics = NO_METRICS  # set by the runtime
 
     def definition(self, room: Room, event: str) -> EventDefinition | None:
         """The event's definition in the room; raises EVENT_NOT_ALLOWED if not listed."""
@@ -100,6 +102,7 @@ class Publisher:
         try:
             return await self._run(sub, commit=True)
         except DialogueError as exc:
+            self.metrics.refused(exc.code)
             self._record_rejection(sub, exc)
             raise
 
@@ -108,6 +111,7 @@ class Publisher:
         try:
             outcome = await self._run(sub, commit=False)
         except DialogueError as exc:
+            self.metrics.refused(exc.code)
             self._record_rejection(sub, exc)
             raise
         return outcome.message
@@ -130,6 +134,7 @@ class Publisher:
         )
 
     async def _run(self, sub: Submission, *, commit: bool) -> PublishResult:
+        started = time.perf_counter() if self.metrics.enabled else None
         tools, room = sub.tools or self.tools, sub.room
         message = self._message(sub)
         if sub.identity is not None and sub.transport != "server":  # the server is never limited
@@ -148,7 +153,7 @@ class Publisher:
                 return accepted
             if accepted is not message:  # changed by a hook: encodable, before it takes a seq
                 self._check_changed(accepted)
-            published, duplicate = await self.commit(room, accepted, turn=sub.turn)
+            published, duplicate = await self.commit(room, accepted, turn=sub.turn, started=started)
             return published
 
         result = await run_middleware(ctx, chain, final) if chain else await final(ctx)
@@ -158,9 +163,10 @@ class Publisher:
 
     async def commit(
         self, room: Room, message: EventMessage, *, durable: bool | None = None,
-        turn: Turn | None = None,
+        turn: Turn | None = None, started: float | None = None,
     ) -> tuple[EventMessage, bool]:
-        """Publish an accepted message: broker (seq, fan-out), store, handlers, ``after_each``."""
+        """Publish an accepted message: broker (seq, fan-out), store, handlers, ``after_each``.
+        ``started``: when its pipeline began (``perf_counter``), for the latency metric."""
         if room.family is not None and self.family_used is not None:
             self.family_used(room)
         durable = self.durable(room) if durable is None else durable
@@ -168,7 +174,8 @@ class Publisher:
         if writer is not None:
             writer.reserve(durable)  # UNAVAILABLE before publishing if it could not be stored
         window, depth = self._config.recovery_window, self._history.depth(room, message.event)
-        submit = self._submit
+        submit, metrics = self._submit, self.metrics
+        handed = time.perf_counter() if metrics.enabled else 0.0
         try:
             if turn is not None and submit is not None:
                 await turn.wait()  # the connection's earlier publishes are handed over first
@@ -190,6 +197,10 @@ class Publisher:
                     await writer.wait_stored(published.message)
             return published.message, True
         stored = published.message
+        if metrics.enabled:  # one report per event, whatever the number of its recipients
+            now = time.perf_counter()
+            metrics.published(room, stored.event, now - (handed if started is None else started),
+                              now - handed)
         not_stored: Unavailable | None = None
         if writer is not None:
             future = writer.put(stored, durable, published.epoch)

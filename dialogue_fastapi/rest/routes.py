@@ -114,11 +114,12 @@ def build_rest_routes(rt: Runtime, uc: UseCases, auth: Callable[..., Any]) -> AP
 
     @router.get("/ready", response_model=Health, responses={503: {"model": Health}})
     async def ready() -> Any:
-        checks, dead_letters = await rt.readiness()
+        # the body also carries the informational reports (``subscriber`` with Redis, ``store``
+        # with persistence; docs/metrics.md), which the Health model does not list
+        checks, report = await rt.readiness()
         ok = all(checks.values())
-        body = {"status": "ok" if ok else "unavailable", "checks": checks,
-                "dead_letters": dead_letters}
-        return body if ok else JSONResponse(body, status_code=503)
+        body = {"status": "ok" if ok else "unavailable", "checks": checks, **report}
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     return router
 

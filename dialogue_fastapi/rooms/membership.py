@@ -20,6 +20,7 @@ from ..core.errors import (
     RoomFull,
 )
 from ..core.hooks import fire
+from ..core.metrics import NO_METRICS, Metrics
 from ..core.outages import is_outage
 from ..core.types import EventMessage, Position
 from ..node.connection import Connection
@@ -46,6 +47,7 @@ class MembershipService:
         self._history = history
         self._hooks = hooks
         self._instances = instances
+        self.metrics: Metrics = NO_METRICS  # set by the runtime
 
     def subscriptions(self, room: Room, requested: Any) -> frozenset[str] | None:
         """Resolve a join's ``subscriptions`` (list, ``"*"`` or None for the room default)."""
@@ -92,6 +94,8 @@ class MembershipService:
             position, events, recovered = await self._replay(room, subs, since, history)
             size = await self._broker.presence.count(room_id)
             send_reply(self._result(room, subs, position, events, since, recovered, size))
+            if since is not None:
+                self.metrics.recovered(conn.transport.kind, bool(recovered), len(events))
         except BaseException:
             await self._undo_join(conn, room_id)
             raise

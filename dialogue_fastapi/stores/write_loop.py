@@ -16,9 +16,11 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Mapping
 from itertools import islice
 
+from ..core.metrics import NO_METRICS, Metrics
 from ..core.types import EventMessage
 from .base import AuditStore, DeadLetterStore, PermanentStoreError
 from .write_queue import WriteQueue, _Item
@@ -28,6 +30,8 @@ logger = logging.getLogger("dialogue_fastapi")
 
 class WriteLoop(WriteQueue):
     """A :class:`WriteQueue` drained by one background task."""
+
+    metrics: Metrics = NO_METRICS  # told of each batch written (set by the runtime)
 
     async def start(self) -> None:
         if self._task is not None:
@@ -99,7 +103,9 @@ class WriteLoop(WriteQueue):
         elif self._pending:
             batch = list(islice(self._pending, self._batch_size))
             batch = batch[: next((i for i, b in enumerate(batch) if b.op is not None), len(batch))]
+            started = time.perf_counter()
             dropped = await self._write(batch, await self._epochs_for(batch))
+            self.metrics.store_batch(time.perf_counter() - started, len(batch))
             taken = {id(item) for item in batch}  # purge() may have removed some meanwhile
             while self._pending and id(self._pending[0]) in taken:
                 self._pending.popleft()

@@ -58,6 +58,13 @@ class WriteQueue:
     def pending(self) -> int:
         return len(self._pending)
 
+    def lag(self, now_ms: int) -> float:
+        """Seconds the oldest event waiting for the store has waited (0 when none waits)."""
+        for item in self._pending:
+            if item.message is not None:
+                return max(now_ms - item.message.ts, 0) / 1000
+        return 0.0
+
     @property
     def healthy(self) -> bool:
         return self._task is not None and not self.failing

@@ -206,17 +206,26 @@ class WebSocketSession:
             if cmd_id is not None:
                 self.conn.send_frame({"id": cmd_id, "ok": True, "result": result})
 
+        metrics = self.rt.metrics
+        started = time.perf_counter() if metrics.enabled else 0.0
+        code = "ok"
         try:
             caller = self._caller if turn is None else Caller.of(self.conn, turn)
             result = await handler(self.uc, caller, frame, reply)
         except DialogueError as exc:
+            code = exc.code
             self._error(cmd_id, exc)
             if isinstance(exc, RateLimited):
                 self._violation()
             return
         except Exception as exc:
-            self._error(cmd_id, protocol_error(exc, f"op {op}"))
+            error = protocol_error(exc, f"op {op}")
+            code = error.code
+            self._error(cmd_id, error)
             return
+        finally:
+            if metrics.enabled:  # one report per command (op is one of OPS: a bounded label)
+                metrics.command(op, code, time.perf_counter() - started)
         if not replied:
             reply(result or {})
 
