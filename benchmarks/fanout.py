@@ -1,7 +1,7 @@
 """Fan-out benchmark: dialogue-fastapi against a plain Starlette broadcast ceiling.
 
     python benchmarks/fanout.py [--quick] [--reps 3] [--only baseline|dialogue] [--json out.json]
-                                [--against DIR]
+                                [--against DIR] [--metrics]
 
 Each server runs as its own uvicorn subprocess (``--ws websockets-sansio``)
 pinned to CPU 0; this process, the load generator (one asyncio loop, the raw
@@ -29,17 +29,24 @@ previous main): the dialogue server also runs on DIR's library, as the kind
 ``dialogue@<commit>`` alternated with this tree's, and a second table gives
 both medians per row, the ratio current/against and the verdict (throughput at
 least 0.95x, latency, CPU per message and RSS at most 1.05x).
+
+``--metrics``: the dialogue server also runs with ``metrics=True`` (the env variable
+``DIALOGUE_BENCH_METRICS=1``, read by ``dialogue_server.py``) as the kind
+``dialogue+metrics``, alternated with ``dialogue``; a table gives both medians and the
+ratio metrics on/off with the same verdicts.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from importlib.util import find_spec
 from typing import Any
 
-from _report import table, targets
+from _report import regression, table, targets
 from _reps import (
     add_against,
     against_header,
@@ -60,6 +67,7 @@ from _reps import (
 from _runner import rate_for, run_one
 
 KINDS = ("baseline", "dialogue")
+METRICS_KIND, METRICS_ENV = "dialogue+metrics", "DIALOGUE_BENCH_METRICS"
 # Offered rates for the latency phase: 20-30k deliveries/s, 35-55% of the server's
 # core for either server. A frame sent alone costs the server 1.5-2.5x the CPU of
 # one sent in a busy batch, so the throughput figures (~100-125k/s) overstate the
@@ -72,6 +80,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add = p.add_argument
     add("--idle", type=int, default=None, help="idle connections for RSS (5000; --quick 1000)")
     add("--reader", choices=("raw", "websockets"), default="raw", help="subscribers' receive path")
+    add("--metrics", action="store_true",
+        help=f"also run dialogue with metrics=True as the kind {METRICS_KIND} (ratio on/off)")
     add_against(p)
     a = fanout_args(p, argv, DEFAULT_RATES)
     a.idle = a.idle or (1000 if a.quick else 5000)
@@ -94,15 +104,40 @@ def print_header(args: argparse.Namespace, split: str) -> None:
     print("\n".join(lines + against_header(args.against)), flush=True)
 
 
+@contextlib.contextmanager
+def metrics_env(on: bool) -> Iterator[None]:
+    """The servers started inside see ``DIALOGUE_BENCH_METRICS=1`` when ``on``."""
+    before = os.environ.pop(METRICS_ENV, None)
+    if on:
+        os.environ[METRICS_ENV] = "1"
+    try:
+        yield
+    finally:
+        os.environ.pop(METRICS_ENV, None)
+        if before is not None:
+            os.environ[METRICS_ENV] = before
+
+
+def metrics_report(med: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """``--metrics``: dialogue+metrics against dialogue (metrics off), medians and verdicts."""
+    text, found = regression(med, [(METRICS_KIND, "dialogue")])
+    print(f"\nmetrics on ({METRICS_KIND}) against off (dialogue), medians over the repetitions "
+          f"(the columns 'against'/'this tree' read off/on):\n{text}")
+    return {"metrics_on_off": found}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     pins, split = setup_process()
     print_header(args, split)
     kinds = with_against([args.only] if args.only else KINDS, args.against, ["dialogue"])
+    if args.metrics and "dialogue" in kinds:
+        kinds.insert(kinds.index("dialogue") + 1, METRICS_KIND)
 
     async def repetition(kind: str, _rep: int) -> dict[str, Any] | None:
-        base, repo = server_for(kind, args.against)
-        return await quietest(kind, lambda _n: run_one(base, args, pins, repo, kind), args, pins)
+        base, repo = server_for(kind.removesuffix("+metrics"), args.against)
+        with metrics_env(kind == METRICS_KIND):
+            return await quietest(kind, lambda _n: run_one(base, args, pins, repo, kind), args, pins)
 
     runs = run_all(alternate(kinds, args.reps, repetition))
     if runs is None:
@@ -111,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nmedians over the repetitions ({counts(runs, lambda k: 'ceiling' if k == 'baseline' else k)}):"
           f"\n{table(med)}\n\n{targets(med)}")
     compared = against_report(med, args.against, kinds, args.noise_limit)
+    if METRICS_KIND in kinds:
+        compared |= metrics_report(med)
     write_json(args.json, args, cpu_split=split, runs=runs, medians=med, **compared)
     return 0 if med else 1
 
