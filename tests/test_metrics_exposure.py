@@ -10,6 +10,7 @@ import httpx
 import pytest
 from fastapi import Header, HTTPException
 from metrics_helpers import parse, scrape, value
+from redis_helpers import IN_CI
 
 from dialogue_fastapi import Dialogue, MetricsConfig, RoomConfig
 from dialogue_fastapi.testing import LiveServer
@@ -43,7 +44,10 @@ async def get(url: str, **kwargs: Any) -> httpx.Response:
 async def outward_server():
     address = outward_address()
     if address is None:
-        pytest.skip("this host has no non-loopback address")
+        reason = "this host has no non-loopback address to bind the refused endpoint to"
+        if IN_CI:
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
     servers: list[LiveServer] = []
 
     async def start(dialogue: Dialogue) -> LiveServer:
