@@ -14,7 +14,8 @@ from test_exit_signal import free_port, output_of, started
 
 from dialogue_fastapi.testing import WsProbe
 
-TESTS = Path(__file__).resolve().parent
+# the server of benchmarks/instances.py, with a short idle_ttl
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 WARM_UP, JOINS = 4_000, int(os.environ.get("DIALOGUE_TEST_INSTANCE_JOINS", "6000"))
 
 
@@ -48,9 +49,9 @@ async def test_distinct_instances_leave_no_memory_behind_once_idle() -> None:
 
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "instances_app:app", "--app-dir", str(TESTS),
+        [sys.executable, "-m", "uvicorn", "instances_server:app", "--app-dir", str(BENCHMARKS),
          "--port", str(port), "--ws", "websockets-sansio", "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        env={**os.environ, "BENCH_IDLE_TTL": "0.2"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         await started(port, proc)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:

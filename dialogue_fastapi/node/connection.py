@@ -122,7 +122,6 @@ class Connection:
         self.closed = False
         self.finished = False  # its transport has ended and its cleanup has started
         self.close_code: int | None = None
-        self.dropped_by_overflow = False
         self.overflow: str | None = None  # "queue_messages" or "queue_bytes" once it overflowed
         self.dropped = 0  # messages thrown away by the overflow (the queue and the refused one)
         self.delivered = 0  # room events queued to it (read by the metrics at scrape time)
@@ -140,6 +139,11 @@ class Connection:
     @property
     def user_id(self) -> str:
         return self.identity.user_id
+
+    @property
+    def dropped_by_overflow(self) -> bool:
+        """Closed as a slow consumer (its queue overflowed)."""
+        return self.overflow is not None
 
     def entry(self) -> PresenceEntry:
         """This connection in presence (one object, shared by every room it is in)."""
@@ -218,7 +222,6 @@ class Connection:
             "closing %s (user %s): send queue overflow (%d messages, %d bytes)",
             self.client_id, self.user_id, len(self._queue), self._queued_bytes,
         )
-        self.dropped_by_overflow = True
         self.overflow, self.dropped = reason, len(self._queue) + 1
         self._queue.clear()
         self._queued_bytes = 0
