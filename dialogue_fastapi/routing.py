@@ -46,8 +46,9 @@ def build_router(
     tickets = tickets_for(rt.broker, rt.config.ticket_ttl)
     # connection attempts and failed authentications per IP, before authenticate runs;
     # ?ticket= (from POST /tickets) stands in for authenticate on /ws and /sse
-    connect_auth = gate_auth(accept_tickets(auth, tickets), rt.publish_tools, connection=True)
-    rest_auth = gate_auth(auth, rt.publish_tools, connection=False)
+    connect_auth = gate_auth(accept_tickets(auth, tickets), rt.publish_tools, connection=True,
+                             metrics=rt.metrics)
+    rest_auth = gate_auth(auth, rt.publish_tools, connection=False, metrics=rt.metrics)
 
     @router.get("/client.js", include_in_schema=False)
     async def client_js(request: Request) -> Response:

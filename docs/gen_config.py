@@ -9,7 +9,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from dialogue_fastapi.core.config import ENV_SETTINGS, DialogueConfig, RateLimit, Retention, RoomConfig
+from dialogue_fastapi.core.config import (
+    ENV_SETTINGS,
+    DialogueConfig,
+    MetricsConfig,
+    RateLimit,
+    Retention,
+    RoomConfig,
+)
 
 OUT = Path(__file__).parent / "configuration.md"
 ENV_BY_FIELD = {field: var for var, field in ENV_SETTINGS.items()}
@@ -81,6 +88,7 @@ def render() -> str:
         ("RoomConfig", RoomConfig, False),
         ("Retention", Retention, False),
         ("RateLimit", RateLimit, False),
+        ("MetricsConfig", MetricsConfig, False),
     ):
         doc = (model.__doc__ or "").strip().splitlines()[0]
         parts.append(f"\n## `{title}`\n\n{doc}\n\n{table(model, env)}")

@@ -95,6 +95,42 @@ async def test_a_rate_limited_publish_is_one_refusal(serve, probe):
     assert value(samples, "dialogue_events_total", room="chat", event="message") == 2
 
 
+async def test_refused_connections_count_once_by_transport_and_code(serve, probe):
+    from dialogue_fastapi.testing import SseProbe
+
+    def authenticate(token: str | None = None) -> str | None:
+        return token
+
+    srv = await serve(chat(allow_anonymous=False, authenticate=authenticate,
+                           rate_limit=RateLimit(connections="4/minute")))
+    ok = await probe(srv.ws_url("/ws?token=a"))
+    assert ok.hello["user_id"] == "a"
+    anonymous = await probe(srv.ws_url("/ws"), hello=False)
+    assert (await anonymous.closed(timeout=2))[0] == 4001
+    foreign = await probe(srv.ws_url("/ws"), hello=False, origin="https://evil.example")
+    assert (await foreign.closed(timeout=2))[0] == 1008  # the Origin first: counted once
+    sse = await SseProbe.open(srv.http_url + "/sse?room=chat")
+    await sse.close()
+    assert sse.status == 401
+    limited = await probe(srv.ws_url("/ws?token=a"), hello=False)  # the fifth attempt
+    assert (await limited.closed(timeout=2))[0] == 4008
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(srv.http_url + "/rooms")).status_code == 401
+    samples = await scrape(srv.http_url + "/metrics")
+    assert value(samples, "dialogue_connection_refusals_total", transport="websocket",
+                 code="UNAUTHORIZED") == 1
+    assert value(samples, "dialogue_connection_refusals_total", transport="websocket",
+                 code="FORBIDDEN") == 1
+    assert value(samples, "dialogue_connection_refusals_total", transport="websocket",
+                 code="RATE_LIMITED") == 1
+    assert value(samples, "dialogue_connection_refusals_total", transport="sse",
+                 code="UNAUTHORIZED") == 1
+    assert value(samples, "dialogue_connection_refusals_total", transport="rest",
+                 code="UNAUTHORIZED") == 1
+    assert total(samples, "dialogue_connection_refusals_total") == 5
+    assert value(samples, "dialogue_connections_accepted_total", transport="websocket") == 1
+
+
 async def test_recoveries_by_outcome_with_replayed_counts(serve, probe):
     srv = await serve(chat())
     client = await probe(srv.ws_url("/ws"))
@@ -135,6 +171,19 @@ async def test_ready_without_store_or_subscriber_keeps_its_fields(serve):
     async with httpx.AsyncClient() as http:
         ready = (await http.get(srv.http_url + "/ready")).json()
     assert ready == {"status": "ok", "checks": {"started": True, "broker": True}, "dead_letters": 0}
+
+
+async def test_openapi_documents_every_field_of_ready(serve):
+    srv = await serve(chat(metrics=False))
+    async with httpx.AsyncClient() as http:
+        spec = (await http.get(srv.http_url + "/openapi.json")).json()
+        health = (await http.get(srv.http_url + "/health")).json()
+    schemas = spec["components"]["schemas"]
+    assert set(schemas["Health"]["properties"]) == {"status", "checks", "dead_letters", "subscriber",
+                                                    "store"}
+    assert set(schemas["StoreReport"]["properties"]) == {"pending", "lag_seconds"}
+    assert set(schemas["SubscriberReport"]["properties"]) == {"up", "reconnects", "gap_repairs"}
+    assert health == {"status": "ok", "checks": {}, "dead_letters": 0}  # no nulls where n/a
 
 
 async def test_ready_and_metrics_report_the_redis_subscriber(serve):

@@ -23,6 +23,7 @@ from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 
 from ..core.errors import CloseCode, RateLimited, Unavailable
+from ..core.metrics import Metrics
 from ..core.outages import is_outage
 from ..core.peers import client_ip
 from ..publish.submission import PublishTools
@@ -39,10 +40,19 @@ async def _refuse_websocket(websocket: WebSocket, code: int, reason: str) -> Web
     return WebSocketException(code, reason[:120])
 
 
+def transport_of(conn: HTTPConnection, connection: bool) -> str:
+    """The ``transport`` label of a refused request: websocket, sse (``/sse``) or rest."""
+    if isinstance(conn, WebSocket):
+        return "websocket"
+    return "sse" if connection else "rest"
+
+
 def gate_auth(
     auth: Callable[..., Any], publish_tools: Callable[[], PublishTools], *, connection: bool,
+    metrics: Metrics,
 ) -> Callable[..., Any]:
-    """``auth`` behind the IP's limits; ``connection``: also count a connection attempt."""
+    """``auth`` behind the IP's limits; ``connection``: also count a connection attempt.
+    Every refusal is reported as ``metrics.connection_refused``."""
 
     async def gate(
         conn: HTTPConnection, tools: Annotated[PublishTools, Depends(publish_tools)],
@@ -53,6 +63,7 @@ def gate_auth(
                 await tools.limiter.check_connection(ip)
             await tools.limiter.check_auth(ip)
         except RateLimited as exc:
+            metrics.connection_refused(transport_of(conn, connection), exc.code)
             if isinstance(conn, WebSocket):
                 raise await _refuse_websocket(conn, CloseCode.RATE_LIMIT_VIOLATIONS,
                                               exc.message) from None
@@ -61,6 +72,7 @@ def gate_auth(
             if not is_outage(exc):
                 raise
             logger.warning("cannot check the limits of %s (%s: %s)", ip, type(exc).__name__, exc)
+            metrics.connection_refused(transport_of(conn, connection), Unavailable.code)
             if isinstance(conn, WebSocket):
                 raise await _refuse_websocket(conn, CloseCode.TRY_AGAIN_LATER,
                                               UNAVAILABLE_REASON) from None
@@ -73,6 +85,8 @@ def gate_auth(
         result: Annotated[AuthResult, Depends(auth)],
     ) -> AuthResult:
         if result.identity is None:
+            if not connection:  # /ws and /sse check the Origin first, then count it themselves
+                metrics.connection_refused("rest", "UNAUTHORIZED")
             try:
                 await tools.limiter.auth_failed(client_ip(conn))
             except Exception as exc:  # the request is refused anyway; only the count is lost

@@ -48,6 +48,12 @@ class Metrics(Protocol):
         """A publish was refused before it took a seq (rate limit, middleware, rules)."""
         ...
 
+    def connection_refused(self, transport: str, code: str) -> None:
+        """A request was refused before a session started (``/ws``, ``/sse``, the REST routes):
+        ``RATE_LIMITED``/``UNAVAILABLE`` at the IP gate, ``UNAUTHORIZED``, ``FORBIDDEN`` (the
+        Origin check), ``UNAVAILABLE`` (shutting down)."""
+        ...
+
     def command(self, op: str, code: str, seconds: float) -> None:
         """A WebSocket command was answered with ``code`` (``"ok"`` or the error code)."""
         ...
@@ -77,6 +83,9 @@ class NoMetrics:
         pass
 
     def refused(self, code: str) -> None:
+        pass
+
+    def connection_refused(self, transport: str, code: str) -> None:
         pass
 
     def command(self, op: str, code: str, seconds: float) -> None:

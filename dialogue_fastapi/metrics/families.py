@@ -63,6 +63,10 @@ class Families:
         self.refusals = counter("dialogue_publish_refusals_total",
                                 "Publishes refused before taking a seq (rate limit, middleware, rules)",
                                 ("code",))
+        self.connection_refusals = counter(
+            "dialogue_connection_refusals_total",
+            "Connections and REST requests refused before a session (IP limits, authentication, Origin)",
+            ("transport", "code"))
         self.recoveries = counter("dialogue_recoveries_total", "Joins with a resume position",
                                   ("transport", "outcome"))
         self.recovered = counter("dialogue_recovered_events_total", "Events replayed by recoveries",

@@ -77,6 +77,9 @@ class PrometheusMetrics:
     def refused(self, code: str) -> None:
         self.families.refusals.labels(code).inc()
 
+    def connection_refused(self, transport: str, code: str) -> None:
+        self.families.connection_refusals.labels(transport, code).inc()
+
     def command(self, op: str, code: str, seconds: float) -> None:
         counter = self._commands.get((op, code))
         if counter is None:

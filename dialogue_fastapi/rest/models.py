@@ -102,8 +102,26 @@ class PresenceResult(BaseModel):
     users: list[PresenceUser]
 
 
+class SubscriberReport(BaseModel):
+    """The broker's subscriber (Redis only)."""
+
+    up: bool = Field(description="the subscriber listens")
+    reconnects: int = Field(description="times it reconnected since the node started")
+    gap_repairs: int = Field(description="gaps in a room's seq repaired from the stream or the store")
+
+
+class StoreReport(BaseModel):
+    """The write-behind queue in front of the store (with persistence only)."""
+
+    pending: int = Field(description="events waiting to be written")
+    lag_seconds: float = Field(description="age of the oldest of them (0 when none waits)")
+
+
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, bool] = Field(default_factory=dict)
     dead_letters: int = Field(0, description="events the database refused as data and kept "
                               "aside (informational: never makes readiness fail)")
+    subscriber: SubscriberReport | None = Field(
+        None, description="/ready with the Redis broker (informational)")
+    store: StoreReport | None = Field(None, description="/ready with persistence (informational)")

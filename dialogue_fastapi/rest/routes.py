@@ -108,14 +108,14 @@ def build_rest_routes(rt: Runtime, uc: UseCases, auth: Callable[..., Any]) -> AP
         members = await uc.reading.presence(user, room)
         return {"count": len(members), "users": [m.to_dict() for m in members]}
 
-    @router.get("/health", response_model=Health)
+    @router.get("/health", response_model=Health, response_model_exclude_none=True)
     async def health() -> dict[str, Any]:
         return {"status": "ok", "checks": {}}
 
     @router.get("/ready", response_model=Health, responses={503: {"model": Health}})
     async def ready() -> Any:
-        # the body also carries the informational reports (``subscriber`` with Redis, ``store``
-        # with persistence; docs/metrics.md), which the Health model does not list
+        # the informational reports (``subscriber`` with Redis, ``store`` with persistence) are
+        # optional fields of the Health model: absent, not null, where they do not apply
         checks, report = await rt.readiness()
         ok = all(checks.values())
         body = {"status": "ok" if ok else "unavailable", "checks": checks, **report}

@@ -113,10 +113,13 @@ def build_sse_routes(rt: Runtime, uc: UseCases, auth: Callable[..., Any]) -> API
     ) -> EventSourceResponse:
         refusal = origin_refusal(request, rt.config.allowed_origins)
         if refusal is not None:
+            rt.metrics.connection_refused("sse", Forbidden.code)
             raise Forbidden(refusal)
         if auth_result.identity is None:
+            rt.metrics.connection_refused("sse", Unauthorized.code)
             raise Unauthorized(auth_result.reason or "missing or invalid credentials")
         if rt.stopping or not rt.started:
+            rt.metrics.connection_refused("sse", Unavailable.code)
             raise Unavailable("the server is shutting down; reconnect later")
         room_ids = list(dict.fromkeys(room))
         if len(room_ids) > rt.config.max_rooms_per_connection:

@@ -35,12 +35,15 @@ def build_websocket_route(rt: Runtime, uc: UseCases, auth: Callable[..., Any]) -
         ensure_nodelay(getattr(websocket, "_receive", None))  # the server's own ASGI receive
         refusal = origin_refusal(websocket, rt.config.allowed_origins)
         if refusal is not None:
+            rt.metrics.connection_refused("websocket", "FORBIDDEN")
             await _refuse(websocket, CloseCode.ORIGIN_REFUSED, refusal)
             return
         if auth_result.identity is None:
+            rt.metrics.connection_refused("websocket", "UNAUTHORIZED")
             await _refuse(websocket, CloseCode.UNAUTHORIZED, auth_result.reason)
             return
         if rt.stopping or not rt.started:
+            rt.metrics.connection_refused("websocket", "UNAVAILABLE")
             await _refuse(websocket, CloseCode.GOING_AWAY, "server shutting down")
             return
         conn = Connection(WebSocketTransport(websocket), auth_result.identity,
