@@ -10,13 +10,16 @@ PACKAGE = Path(__file__).resolve().parents[1] / "dialogue_fastapi"
 
 LAYERS: list[set[str]] = [
     # core: errors, types, config and the input rules; no HTTP, no backend
-    {"core.errors", "core.types", "core.rules", "core", "", "core.metrics"},
+    {"core.errors", "core.types", "core.rules", "core", "", "core.metrics", "core.tracing"},
     {"core.families"},
     {"core.config_env", "core.config", "core.events"},
     {"core.hooks", "core.background", "core.outages", "brokers.base", "stores.base",
      "auth.origins", "core.peers", "auth.log_redaction", "websocket.nodelay", "node.exit_signal",
      "publish.lane", "sse.cursor", "auth", "websocket", "sse", "rest", "publish", "rooms",
-     "limits", "cluster", "node", "contract", "usecases", "metrics"},
+     "push", "push.base", "push.validation", "push.registrations",
+     "limits", "cluster", "node", "contract", "usecases", "metrics",
+     # OpenTelemetry (the only importer of opentelemetry) and the JSON log formatter
+     "tracing", "tracing.otel", "logs"},
     # backends, behind their seams
     {"brokers.memory", "brokers", "brokers.redis", "brokers.redis_scripts", "brokers.redis_presence",
      "brokers.redis_subscriber", "brokers.redis_presence_scripts", "brokers.redis_liveness",
@@ -28,7 +31,8 @@ LAYERS: list[set[str]] = [
      "stores.migrations.versions", "stores.migrations.versions.r0001_initial",
      "stores.migrations.versions.r0002_dead_letters", "stores.sql_errors", "stores.sql_setup",
      "stores.sql_dead_letters", "stores.sql_lock",
-     "stores.write_queue", "stores.write_loop", "stores.write_behind"},
+     "stores.write_queue", "stores.write_loop", "stores.write_behind", "stores.sql_push",
+     "stores.migrations.versions.r0003_push"},
     # the parts of a node
     {"node.connection", "node.collector", "publish.pipeline", "publish.handlers", "rooms.registry",
      "websocket.commands",

@@ -33,7 +33,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_REVISION = "r0002"
+SCHEMA_REVISION = "r0003"
 DEFAULT_PREFIX = "dialogue_"
 _PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,23}$")
 
@@ -104,6 +104,9 @@ class Tables:
     outbox: Table
     meta: Table
     dead_letters: Table
+    push_rooms: Table
+    push_outbox: Table
+    push_sent: Table
     version_table: str
 
     def names(self) -> list[str]:
@@ -124,8 +127,9 @@ def build_tables(prefix: str = DEFAULT_PREFIX) -> Tables:
     md = MetaData(naming_convention=NAMING_CONVENTION)
     events, rooms = _event_tables(md, p)
     push, audit, outbox, meta = _other_tables(md, p)
+    push_rooms, push_outbox, push_sent = _push_tables(md, p)
     return Tables(p, md, events, rooms, push, audit, outbox, meta, _dead_letters(md, p),
-                  f"{p}alembic_version")
+                  push_rooms, push_outbox, push_sent, f"{p}alembic_version")
 
 
 def _event_tables(md: MetaData, p: str) -> tuple[Table, Table]:
@@ -170,7 +174,8 @@ def _other_tables(md: MetaData, p: str) -> tuple[Table, Table, Table, Table]:
         Column("keys", JSONValue),
         Column("rooms", JSONValue),
         Column("created_at", UTCDateTime, nullable=False, default=utcnow),
-        Column("last_used_at", UTCDateTime),
+        Column("last_used_at", UTCDateTime),  # the last successful send
+        Column("failures", Integer, nullable=False, default=0, server_default="0"),
         UniqueConstraint("kind", "address"),
     )
     audit = Table(
@@ -222,3 +227,36 @@ def _dead_letters(md: MetaData, p: str) -> Table:
         Column("message", Text, nullable=False),  # the whole event as JSON text
         Column("created_at", UTCDateTime, nullable=False, default=utcnow, index=True),
     )
+
+
+def _push_tables(md: MetaData, p: str) -> tuple[Table, Table, Table]:
+    """Push: the rooms each registration asked for, the outbox of notifications to send (one row
+    per event, written with the event) and the sends already done (one row per event and device)."""
+    push_rooms = Table(
+        f"{p}push_rooms", md,
+        Column("registration_id", String(64), primary_key=True),
+        Column("room", String(TEXT_ID), primary_key=True),
+        Index(None, "room"),
+    )
+    push_outbox = Table(
+        f"{p}push_outbox", md,
+        Column("id", RowId, primary_key=True, autoincrement=True),
+        Column("room", String(TEXT_ID), nullable=False),
+        Column("seq", BigInteger, nullable=False),
+        Column("event", String(128), nullable=False),
+        Column("sender", String(TEXT_ID), nullable=False),
+        Column("notification", JSONValue, nullable=False),
+        Column("due_at", BigInteger, nullable=False),  # ms: the event's ts plus the grace period
+        Column("claimed_by", String(64)),
+        Column("claimed_until", BigInteger),
+        Column("attempts", Integer, nullable=False, default=0, server_default="0"),
+        UniqueConstraint("room", "seq"),
+        Index(None, "due_at"),
+    )
+    push_sent = Table(
+        f"{p}push_sent", md,
+        Column("outbox_id", RowId, primary_key=True),
+        Column("registration_id", String(64), primary_key=True),
+        Column("sent_at", BigInteger, nullable=False),
+    )
+    return push_rooms, push_outbox, push_sent

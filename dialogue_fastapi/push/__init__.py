@@ -1,0 +1,1 @@
+"""Push notifications (Web Push, FCM, APNs) for users who are not connected."""
