@@ -111,6 +111,9 @@ dialogue = Dialogue(
                          connections="60/minute", auth_failures="30/minute",
                          strategy="moving-window"),  # exact, and cheap for limits this small
     middleware=[content_filter(["spam"], mode="replace")],  # "spam" arrives as "***"
+    # CHAT_METRICS=1 (docker-compose.yml): /dialogue/metrics for the Prometheus container; the
+    # app ports are not published and nginx refuses that path, so it is not public
+    metrics={"allow_unprotected": True} if os.environ.get("CHAT_METRICS") == "1" else False,
 )
 
 
