@@ -10,16 +10,29 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .core.config import DialogueConfig, Hooks, MetricsConfig, RateLimit, Retention, RoomConfig
+    from .core.config import (
+        DialogueConfig,
+        Hooks,
+        MetricsConfig,
+        RateLimit,
+        Retention,
+        RoomConfig,
+        TracingConfig,
+    )
     from .core.errors import CloseCode, DialogueError, Reject
     from .core.events import EventDefinition, define_event
+    from .core.push_config import APNSConfig, FCMConfig, PushConfig
     from .core.types import EventMessage, Identity, Position, PresenceEntry
     from .dialogue import Dialogue
     from .limits.events import EventLimiter, Limiter
+    from .logs import JsonFormatter, install_json_logs
     from .publish.pipeline import PublishContext
     from .publish.submission import PublishTools
+    from .push.base import Notification
+    from .push.templates import PushTemplate
 
 _EXPORTS = {
+    "APNSConfig": ".core.push_config",
     "CloseCode": ".core.errors",
     "Dialogue": ".dialogue",
     "DialogueConfig": ".core.config",
@@ -27,22 +40,30 @@ _EXPORTS = {
     "EventDefinition": ".core.events",
     "EventLimiter": ".limits.events",
     "EventMessage": ".core.types",
+    "FCMConfig": ".core.push_config",
     "Hooks": ".core.config",
     "Identity": ".core.types",
+    "JsonFormatter": ".logs",
     "Limiter": ".limits.events",
     "MetricsConfig": ".core.config",
+    "Notification": ".push.base",
     "Position": ".core.types",
     "PresenceEntry": ".core.types",
     "PublishContext": ".publish.pipeline",
     "PublishTools": ".publish.submission",
+    "PushConfig": ".core.push_config",
+    "PushTemplate": ".push.templates",
     "RateLimit": ".core.config",
     "Reject": ".core.errors",
     "Retention": ".core.config",
     "RoomConfig": ".core.config",
+    "TracingConfig": ".core.config",
     "define_event": ".core.events",
+    "install_json_logs": ".logs",
 }
 
 __all__ = [
+    "APNSConfig",
     "CloseCode",
     "Dialogue",
     "DialogueConfig",
@@ -50,19 +71,26 @@ __all__ = [
     "EventDefinition",
     "EventLimiter",
     "EventMessage",
+    "FCMConfig",
     "Hooks",
     "Identity",
+    "JsonFormatter",
     "Limiter",
     "MetricsConfig",
+    "Notification",
     "Position",
     "PresenceEntry",
     "PublishContext",
     "PublishTools",
+    "PushConfig",
+    "PushTemplate",
     "RateLimit",
     "Reject",
     "Retention",
     "RoomConfig",
+    "TracingConfig",
     "define_event",
+    "install_json_logs",
 ]
 
 

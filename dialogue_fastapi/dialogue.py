@@ -15,16 +15,20 @@ from .auth.dependency import build_auth_dependency
 from .core.config import DialogueConfig, RoomConfig, env_overrides, resolve_room_events
 from .core.events import EventDefinition, event_name
 from .core.metrics import NO_METRICS
+from .core.tracing import NO_TRACING, Tracing
 from .core.types import EventMessage, Position, PresenceEntry
 from .limits.http import HttpLimits
 from .metrics.build import build as build_exporter
 from .metrics.build import metrics_config
 from .publish.handlers import Handler
 from .publish.submission import PublishTools
+from .push.base import Notification
 from .rooms.registry import Room
 from .routing import build_router
 from .runtime import Runtime
 from .stores.base import AuditEntry, AuditQuery
+from .tracing import build as build_tracing
+from .tracing import tracing_config
 from .usecases import Caller, HistoryRequest, PublishRequest, UseCases
 from .usecases.audit import audit, to_ms
 
@@ -56,6 +60,9 @@ class Dialogue:
         self._runtime = Runtime(self.config, NO_METRICS if self._metrics is None else self._metrics.sink)
         if self._metrics is not None:
             self._metrics.watch(self._runtime)
+        traced = tracing_config(self.config.tracing)  # opentelemetry is imported only if on
+        tracing: Tracing = NO_TRACING if traced is None else build_tracing(traced)
+        self._runtime.publisher.tracing = self._runtime.hub.tracing = tracing
         self._uc = UseCases.build(self._runtime)
         self._auth = build_auth_dependency(self.config.authenticate, self.config.allow_anonymous)
         self._router: APIRouter | None = None
@@ -239,3 +246,13 @@ class Dialogue:
 
     async def is_in_room(self, user_id: str, room_id: str) -> bool:
         return await self._uc.users.in_room(user_id, room_id)
+
+    async def push(self, user_id: str, notification: Notification) -> dict[str, str]:
+        """Send a push notification to every registered device of the user now (no grace
+        period, whether or not the user is connected); needs ``push=``. Returns each
+        registration's outcome by id: ``delivered``, ``gone`` (pruned), ``failed``,
+        ``gave_up`` (every retry failed), ``later`` (over the device's rate: not sent)."""
+        dispatch = self._runtime.push_dispatch
+        if dispatch is None:
+            raise RuntimeError("push notifications are off: pass push=PushConfig(...)")
+        return await dispatch.push(user_id, notification)

@@ -28,7 +28,9 @@ _log = logging.getLogger("dialogue_fastapi.events")
 def log_events(logger: logging.Logger | None = None, level: int = logging.INFO) -> Middleware:
     """Log every publish once it is decided: room, event, sender, transport, outcome
     (``published`` with its seq, ``dropped`` or the refusal's code), time taken, and a
-    correlation id that later middleware find in ``ctx.state["correlation_id"]``."""
+    correlation id that later middleware find in ``ctx.state["correlation_id"]``. The
+    sender's connection id and, with tracing, the publish span's ``trace_id`` and
+    ``span_id`` are on the line too (the correlation id is also on the span)."""
     out = logger or _log
 
     async def log_events_mw(ctx: PublishContext, call_next: CallNext) -> EventMessage | None:
@@ -38,6 +40,13 @@ def log_events(logger: logging.Logger | None = None, level: int = logging.INFO) 
                                   "event": ctx.message.event,
                                   "sender": ctx.identity.user_id if ctx.identity else "server",
                                   "transport": ctx.transport}
+        extra: dict[str, Any] = {"dialogue": fields}
+        if ctx.identity is not None:
+            extra["user_id"] = ctx.identity.user_id
+        if ctx.client_id is not None:
+            fields["client_id"] = ctx.client_id
+        if "trace_id" in ctx.state:  # the publish span's (tracing=)
+            fields["trace_id"], fields["span_id"] = ctx.state["trace_id"], ctx.state.get("span_id")
         try:
             result = await call_next(ctx)
         except DialogueError as exc:
@@ -55,7 +64,7 @@ def log_events(logger: logging.Logger | None = None, level: int = logging.INFO) 
         finally:
             fields["ms"] = round((time.perf_counter() - started) * 1000, 3)
             out.log(level, "event %s", " ".join(f"{k}={v}" for k, v in fields.items()),
-                    extra={"dialogue": fields})
+                    extra=extra)
 
     return log_events_mw
 

@@ -24,6 +24,8 @@ from .publish.handlers import HandlerRegistry
 from .publish.outbox import OutboxRelay
 from .publish.publisher import Publisher
 from .publish.submission import PublishTools
+from .push.dispatch import PushDispatcher
+from .push.service import PushService
 from .rooms.admin import RoomAdmin
 from .rooms.history import HistoryReader
 from .rooms.instances import LiveInstances
@@ -94,6 +96,11 @@ class Runtime:
         self.queue_limits = QueueLimits(
             config.send_queue_max_messages, config.send_queue_max_bytes
         )
+        self.push = PushService(config.push) if config.push is not None else None
+        self.push_dispatch: PushDispatcher | None = None
+        if self.push is not None:
+            self.push_dispatch = PushDispatcher(self.push, self.registry, self.broker.presence)
+            self.publisher.pushed = self.push_dispatch.enqueue
         self.sessions: set[asyncio.Task[None]] = set()
         self.on_stop: list[Callable[[], Awaitable[None]]] = []  # transports' own cleanup
         self.started = False
@@ -135,6 +142,8 @@ class Runtime:
             report["dead_letters"] = writer.dead_letters
             report["store"] = {"pending": writer.pending,
                                "lag_seconds": writer.lag(int(time.time() * 1000))}
+        if self.push_dispatch is not None:
+            report["push"] = self.push_dispatch.stats()
         return checks, report
 
     async def start(self) -> None:
@@ -167,6 +176,8 @@ class Runtime:
         self.collector.start()
         if self.outbox is not None:
             self.outbox.start()
+        if self.push is not None:
+            self._start_push(self.push)
         self.started = True
         say_goodbye_first(self, self.say_goodbye)  # before uvicorn's own 1012 on SIGTERM
 
@@ -176,6 +187,22 @@ class Runtime:
         self._close_all()
         if self.sessions:
             await asyncio.wait(list(self.sessions))
+
+    def _start_push(self, push: PushService) -> None:
+        """Registrations and the outbox in the store when it keeps them (SQL), a sender per
+        provider, and the dispatcher."""
+        stored = getattr(self.store, "push_registrations", None)
+        if callable(stored):
+            push.use_registrations(stored())
+        push.build_senders()
+        if self.push_dispatch is None:
+            return
+        if callable(stored):
+            from .stores.sql_push_outbox import SqlPushOutbox  # SQLAlchemy: only with a SQL store
+
+            store: Any = self.store
+            self.push_dispatch.use_outbox(SqlPushOutbox(store.engine, store.tables), poll=0.5)
+        self.push_dispatch.start()
 
     def _close_all(self) -> None:
         """Refuse new connections; ``disconnect`` + 1001 to every open one."""
@@ -220,6 +247,10 @@ class Runtime:
         for background in (self.outbox, self.retention):
             if background is not None:
                 await background.stop()
+        if self.push_dispatch is not None:
+            await self.push_dispatch.stop()
+        if self.push is not None:
+            await self.push.close()
         await self.broker.stop()
         if self.writer is not None:
             await self.writer.stop(timeout=max(self.config.shutdown_grace, 5.0))

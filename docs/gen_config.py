@@ -11,11 +11,15 @@ from pydantic import BaseModel
 
 from dialogue_fastapi.core.config import (
     ENV_SETTINGS,
+    APNSConfig,
     DialogueConfig,
+    FCMConfig,
     MetricsConfig,
+    PushConfig,
     RateLimit,
     Retention,
     RoomConfig,
+    TracingConfig,
 )
 
 OUT = Path(__file__).parent / "configuration.md"
@@ -89,6 +93,10 @@ def render() -> str:
         ("Retention", Retention, False),
         ("RateLimit", RateLimit, False),
         ("MetricsConfig", MetricsConfig, False),
+        ("TracingConfig", TracingConfig, False),
+        ("PushConfig", PushConfig, False),
+        ("FCMConfig", FCMConfig, False),
+        ("APNSConfig", APNSConfig, False),
     ):
         doc = (model.__doc__ or "").strip().splitlines()[0]
         parts.append(f"\n## `{title}`\n\n{doc}\n\n{table(model, env)}")

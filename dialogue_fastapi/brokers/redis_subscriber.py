@@ -203,7 +203,8 @@ class RedisSubscriber:
             self._epochs[room] = position.epoch
         elif position.epoch != known:
             logger.error("room %s: redis lost its history (epoch %s -> %s); its members here "
-                         "are told to reconnect and resync", room, known, position.epoch)
+                         "are told to reconnect and resync", room, known, position.epoch,
+                         extra={"room": room, "seq": last})
             self._epochs[room], self._last[room] = position.epoch, 0
             await self._source.lost(room)
         elif position.seq < last:  # the store it was restored from lagged behind what we saw
@@ -223,7 +224,7 @@ class RedisSubscriber:
             if self._last[room] < first - 1:
                 logger.warning("room %s: events %d..%d left the redis window before this node "
                                "got them, and no store has them", room, self._last[room] + 1,
-                               first - 1)
+                               first - 1, extra={"room": room, "seq": self._last[room] + 1})
         for event in missed:
             self._deliver(room, event)
         if missed or stored:

@@ -14,6 +14,9 @@ from .config_env import env_overrides as env_overrides
 from .config_env import resolve_room_events as resolve_room_events
 from .events import EventDefinition
 from .families import FamilyPattern, is_family, overlap, parse_family
+from .push_config import APNSConfig as APNSConfig
+from .push_config import FCMConfig as FCMConfig
+from .push_config import PushConfig as PushConfig
 from .rules import ROOM_ID_PATTERN as ROOM_ID_PATTERN
 
 Channel = Literal["websocket", "sse", "webpush"]
@@ -54,7 +57,7 @@ class Retention(_Frozen):
 
 #: the REST routes ``RateLimit.http`` can limit, by name
 HTTP_ROUTE_NAMES = (
-    "rooms", "create_room", "delete_room", "history", "publish", "presence", "tickets",
+    "rooms", "create_room", "delete_room", "history", "publish", "presence", "tickets", "push",
 )
 
 
@@ -93,7 +96,7 @@ class RateLimit(_Frozen):
     http: dict[str, str] = Field(
         default_factory=dict,
         description="REST request limits by route (rooms, create_room, delete_room, history, publish, "
-        "presence, tickets) or 'default' for each of them, e.g. {'create_room': '5/minute'}",
+        "presence, tickets, push) or 'default' for each of them, e.g. {'create_room': '5/minute'}",
     )
 
     @field_validator("default", "connections", "auth_failures", "instances")
@@ -222,6 +225,15 @@ class MetricsConfig(_Frozen):
         default=LATENCY_BUCKETS, description="histogram buckets (seconds) of the latency metrics")
 
 
+class TracingConfig(_Frozen):
+    """OpenTelemetry traces (the ``otel`` extra); ``tracing=True`` is ``TracingConfig()``."""
+
+    enabled: bool = Field(default=True, description="open spans for publishes and fan-outs")
+    tracer_provider: Any = Field(
+        default=None, description="the opentelemetry TracerProvider to use; None: the global one "
+        "(opentelemetry.trace.set_tracer_provider)")
+
+
 @dataclass(frozen=True)
 class Hooks:
     """Lifecycle hooks; each may be sync or async.
@@ -271,7 +283,11 @@ class DialogueConfig(_Frozen):
     metrics: bool | MetricsConfig = Field(
         default=False, description="Prometheus metrics: True or a MetricsConfig (needs the metrics extra)"
     )
-    push: Any = Field(default=None, description="push notifications (later release)")
+    tracing: bool | TracingConfig = Field(
+        default=False, description="OpenTelemetry spans: True or a TracingConfig (needs the otel extra)"
+    )
+    push: PushConfig | None = Field(
+        default=None, description="push notifications: a PushConfig (needs the push extra)")
     retention: Retention | None = Field(default=None, description="stored-event retention")
     durable: bool = Field(
         default=False, description="ack every publish only after the store committed it"

@@ -57,6 +57,12 @@ class NotInRoom(DialogueError):
     code, status = "NOT_IN_ROOM", 409
 
 
+class NotFound(DialogueError):
+    """Something other than a room does not exist (or is not the caller's): a push registration."""
+
+    code, status = "NOT_FOUND", 404
+
+
 class EventNotAllowed(DialogueError):
     code, status = "EVENT_NOT_ALLOWED", 403
 
@@ -89,7 +95,7 @@ ERRORS_BY_CODE: dict[str, type[DialogueError]] = {
     cls.code: cls
     for cls in (
         BadRequest, Unauthorized, Forbidden, RoomNotFound, RoomExists, RoomFull,
-        JoinDenied, NotInRoom, EventNotAllowed, ValidationFailed, RateLimited,
+        JoinDenied, NotInRoom, NotFound, EventNotAllowed, ValidationFailed, RateLimited,
         Blocked, PayloadTooLarge, Unavailable, InternalError,
     )
 }

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
+from ..push.base import Notification
+from ..push.templates import PushTemplate
 from .errors import ValidationFailed
 from .rules import EVENT_NAME_PATTERN
+from .types import EventMessage
+
+#: ``push=`` of an event: a template, or ``fn(message) -> Notification | None``
+PushSpec = PushTemplate | Callable[[EventMessage], Notification | None]
 
 
 @dataclass(frozen=True, eq=False)
@@ -20,7 +27,7 @@ class EventDefinition:
     schema: Any = None
     description: str | None = None
     history: int | None = None
-    push: Any = None
+    push: PushSpec | None = None
     _adapter: TypeAdapter[Any] | None = field(default=None, repr=False)
 
     def validate(self, data: Any) -> Any:
@@ -52,13 +59,16 @@ def define_event(
     *,
     description: str | None = None,
     history: int | None = None,
-    push: Any = None,
+    push: PushSpec | None = None,
 ) -> EventDefinition:
     """Declare an event.
 
     ``schema`` is a pydantic model or any type pydantic can validate
     (``int``, ``list[str]``, a ``TypedDict``...); ``None`` accepts any JSON.
     ``history=N`` keeps the newest N events of this name in hot history.
+    ``push=`` is the notification of the event in rooms with ``"webpush"`` in their
+    channels: a :class:`~dialogue_fastapi.push.templates.PushTemplate` or
+    ``fn(message) -> Notification | None`` (default: room name and ``"sender: text"``).
     """
     if not isinstance(name, str) or EVENT_NAME_PATTERN.fullmatch(name) is None:
         raise ValueError(f"event name {name!r}: 1..128 characters, no control characters")

@@ -42,6 +42,8 @@ class EventMessage:
     idempotency_key: str | None = None
     #: the encoded ``to_wire()`` once a broker made it (fan-out sends it as is)
     frame: str | None = field(default=None, compare=False, repr=False)
+    #: the W3C ``traceparent`` of its broker publish, with tracing on (never sent to clients)
+    traceparent: str | None = field(default=None, compare=False, repr=False)
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON object clients receive (``op: event``)."""
@@ -56,7 +58,7 @@ class EventMessage:
             room=obj["room"], event=obj["event"], data=obj.get("data"),
             from_=obj.get("from", "server"), ts=int(obj.get("ts", 0)),
             seq=int(obj.get("seq", 0)), meta=dict(obj.get("meta") or {}),
-            idempotency_key=obj.get("idempotency_key"),
+            idempotency_key=obj.get("idempotency_key"), traceparent=obj.get("traceparent"),
         )
 
     def to_record(self) -> dict[str, Any]:
@@ -64,6 +66,8 @@ class EventMessage:
         record = self.to_wire()
         if self.idempotency_key is not None:
             record["idempotency_key"] = self.idempotency_key
+        if self.traceparent is not None:  # nodes of older versions ignore it
+            record["traceparent"] = self.traceparent
         return record
 
 

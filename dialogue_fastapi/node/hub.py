@@ -6,6 +6,8 @@ each subscribed member; a transport that frames events its own way (SSE) does
 so through the connection's framer, never here. A member still joining buffers live events in its
 ``pending`` list until its join reply is queued; :meth:`Hub.release` then
 flushes exactly the ones after the replayed position (no gap, no duplicate).
+An event published with tracing on carries a ``traceparent``: its fan-out
+here runs in one ``dialogue.deliver`` span (per event, never per recipient).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import orjson
 
 from ..brokers.base import Broker
+from ..core.tracing import NO_TRACING, Tracing
 from ..core.types import EventMessage
 from .connection import Connection, Membership
 
@@ -26,9 +29,15 @@ class Hub:
         self.connections: dict[str, Connection] = {}
         self._users: dict[str, dict[str, Connection]] = {}
         self.delivered = 0
+        self.tracing: Tracing = NO_TRACING  # set by the facade (tracing=)
 
     def deliver(self, message: EventMessage) -> int:
         """Queue the event on every local member subscribed to it; returns how many."""
+        if message.traceparent is not None:  # published with tracing on, here or elsewhere
+            return self.tracing.deliver(message, self._fan_out)
+        return self._fan_out(message)
+
+    def _fan_out(self, message: EventMessage) -> int:
         members = self._rooms.get(message.room)
         if not members:
             return 0

@@ -28,6 +28,7 @@ from ..core.hooks import fire
 from ..core.metrics import NO_METRICS, Metrics
 from ..core.outages import protocol_error
 from ..core.rules import check_event_name, check_payload, check_text
+from ..core.tracing import NO_TRACING, PublishSpan, Tracing
 from ..core.types import EventMessage
 from ..limits.events import EventLimiter, Sender
 from ..rooms.history import HistoryReader
@@ -80,6 +81,9 @@ class Publisher:
         #: told of every publish into a room-family instance (its idle clock starts again)
         self.family_used: Callable[[Room], None] | None = None
         self.metrics: Metrics = NO_METRICS  # set by the runtime
+        #: told of every event this node published (the push dispatcher's queue; never blocks)
+        self.pushed: Callable[[Room, EventMessage], None] | None = None
+        self.tracing: Tracing = NO_TRACING  # set by the facade (tracing=)
 
     def definition(self, room: Room, event: str) -> EventDefinition | None:
         """The event's definition in the room; raises EVENT_NOT_ALLOWED if not listed."""
@@ -99,22 +103,41 @@ class Publisher:
 
     async def publish(self, sub: Submission) -> PublishResult:
         """Run the whole pipeline; raises a DialogueError with the protocol code."""
+        if self.tracing.enabled:  # the one check a publish pays without tracing
+            return await self._traced(sub, commit=True)
         try:
             return await self._run(sub, commit=True)
         except DialogueError as exc:
-            self.metrics.refused(exc.code)
-            self._record_rejection(sub, exc)
+            self._refused(sub, exc)
             raise
 
     async def prepare(self, sub: Submission) -> EventMessage | None:
         """The pipeline without the broker: the accepted message (None if a middleware dropped it)."""
+        if self.tracing.enabled:
+            return (await self._traced(sub, commit=False)).message
         try:
             outcome = await self._run(sub, commit=False)
         except DialogueError as exc:
-            self.metrics.refused(exc.code)
-            self._record_rejection(sub, exc)
+            self._refused(sub, exc)
             raise
         return outcome.message
+
+    async def _traced(self, sub: Submission, *, commit: bool) -> PublishResult:
+        """``_run`` inside a ``dialogue.publish`` span (a refusal leaves it with its code)."""
+        user = sub.identity.user_id if sub.identity is not None else None
+        with self.tracing.publish(sub.room.id, sub.event, user, sub.transport,
+                                  sub.client_id) as span:
+            try:
+                outcome = await self._run(sub, commit=commit, span=span)
+            except DialogueError as exc:
+                self._refused(sub, exc)
+                raise
+            span.outcome(outcome.message, outcome.duplicate)
+            return outcome
+
+    def _refused(self, sub: Submission, error: DialogueError) -> None:
+        self.metrics.refused(error.code)
+        self._record_rejection(sub, error)
 
     def _message(self, sub: Submission) -> EventMessage:
         """The input rules, membership, event allowed and schema: the accepted message."""
@@ -133,7 +156,9 @@ class Publisher:
             idempotency_key=sub.idempotency_key,
         )
 
-    async def _run(self, sub: Submission, *, commit: bool) -> PublishResult:
+    async def _run(
+        self, sub: Submission, *, commit: bool, span: PublishSpan | None = None
+    ) -> PublishResult:
         started = time.perf_counter() if self.metrics.enabled else None
         tools, room = sub.tools or self.tools, sub.room
         message = self._message(sub)
@@ -141,6 +166,8 @@ class Publisher:
             await tools.limiter.check(room, sub.event,
                                       Sender(sub.identity.user_id, sub.client_id, sub.ip))
         ctx = PublishContext(message, room, sub.identity, sub.transport, sub.client_id)
+        if span is not None and (ids := span.ids()) is not None:  # for log_events' line
+            ctx.state["trace_id"], ctx.state["span_id"] = ids
         chain = tools.middleware + list(room.config.middleware)
         duplicate = False
 
@@ -153,20 +180,26 @@ class Publisher:
                 return accepted
             if accepted is not message:  # changed by a hook: encodable, before it takes a seq
                 self._check_changed(accepted)
-            published, duplicate = await self.commit(room, accepted, turn=sub.turn, started=started)
+            published, duplicate = await self.commit(room, accepted, turn=sub.turn, started=started,
+                                                     span=span)
             return published
 
-        result = await run_middleware(ctx, chain, final) if chain else await final(ctx)
+        try:
+            result = await run_middleware(ctx, chain, final) if chain else await final(ctx)
+        finally:
+            if span is not None and "correlation_id" in ctx.state:  # set by log_events
+                span.correlate(str(ctx.state["correlation_id"]))
         if result is None or ctx.dropped:
             return PublishResult(None)
         return PublishResult(result, duplicate)
 
     async def commit(
         self, room: Room, message: EventMessage, *, durable: bool | None = None,
-        turn: Turn | None = None, started: float | None = None,
+        turn: Turn | None = None, started: float | None = None, span: PublishSpan | None = None,
     ) -> tuple[EventMessage, bool]:
         """Publish an accepted message: broker (seq, fan-out), store, handlers, ``after_each``.
-        ``started``: when its pipeline began (``perf_counter``), for the latency metric."""
+        ``started``: when its pipeline began (``perf_counter``), for the latency metric;
+        ``span``: its publish span, when traced (the broker call gets a child span)."""
         if room.family is not None and self.family_used is not None:
             self.family_used(room)
         durable = self.durable(room) if durable is None else durable
@@ -176,6 +209,7 @@ class Publisher:
         window, depth = self._config.recovery_window, self._history.depth(room, message.event)
         submit, metrics = self._submit, self.metrics
         handed = time.perf_counter() if metrics.enabled else 0.0
+        broker_span = None if span is None else span.broker(message)
         try:
             if turn is not None and submit is not None:
                 await turn.wait()  # the connection's earlier publishes are handed over first
@@ -189,7 +223,12 @@ class Publisher:
         except Exception as exc:
             if writer is not None:
                 writer.release()
+            if broker_span is not None:
+                broker_span.failed(exc)
             raise protocol_error(exc, f"broker publish in room {room.id}") from None
+        finally:
+            if broker_span is not None:
+                broker_span.end()
         if published.duplicate:
             if writer is not None:
                 writer.release()
@@ -201,6 +240,8 @@ class Publisher:
             now = time.perf_counter()
             metrics.published(room, stored.event, now - (handed if started is None else started),
                               now - handed)
+        if self.pushed is not None:  # only the node that took the seq: once per cluster
+            self.pushed(room, stored)
         not_stored: Unavailable | None = None
         if writer is not None:
             future = writer.put(stored, durable, published.epoch)

@@ -28,6 +28,7 @@ from .models import (
     RoomInfo,
     RoomList,
 )
+from .push_routes import build_push_routes
 
 
 def build_rest_routes(rt: Runtime, uc: UseCases, auth: Callable[..., Any]) -> APIRouter:
@@ -107,6 +108,9 @@ def build_rest_routes(rt: Runtime, uc: UseCases, auth: Callable[..., Any]) -> AP
     async def presence(room: str, user: User, request: Request, response: Response) -> dict[str, Any]:
         members = await uc.reading.presence(user, room)
         return {"count": len(members), "users": [m.to_dict() for m in members]}
+
+    if rt.push is not None:
+        router.include_router(build_push_routes(rt, uc, caller, limited))
 
     @router.get("/health", response_model=Health, response_model_exclude_none=True)
     async def health() -> dict[str, Any]:

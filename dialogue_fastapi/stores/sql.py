@@ -22,6 +22,7 @@ from .base import AuditEntry, AuditQuery, HistoryQuery, PermanentStoreError, Rej
 from .sql_engine import check_url, create_engine, insert_ignore, read_meta, upsert, write_meta
 from .sql_errors import classify, first_line, outage
 from .sql_lock import FileLock, lock_path
+from .sql_push import SqlRegistrations
 from .sql_queries import (
     audit_entry,
     audit_selects,
@@ -109,6 +110,10 @@ class SqlStore:
             self._engine = None
         if self._lock is not None:
             self._lock.release()
+
+    def push_registrations(self) -> SqlRegistrations:
+        """Push registrations in this database (``<prefix>push_registrations``); after start."""
+        return SqlRegistrations(self.engine, self.tables)
 
     # EventStore ----------------------------------------------------------------
     async def append(self, messages: list[EventMessage], epochs: Mapping[str, str]) -> None:

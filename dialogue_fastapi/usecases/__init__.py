@@ -15,13 +15,21 @@ from .access import Access
 from .caller import Caller
 from .members import Members
 from .publishing import Publishing
+from .push import PushRegistrationUseCases
 from .reading import Reading
-from .requests import CreateRoomRequest, HistoryRequest, JoinRequest, PublishRequest
+from .requests import (
+    CreateRoomRequest,
+    HistoryRequest,
+    JoinRequest,
+    PublishRequest,
+    PushRegistrationRequest,
+)
 from .room_admin import RoomAdministration
 from .users import Users
 
 __all__ = [
-    "Caller", "CreateRoomRequest", "HistoryRequest", "JoinRequest", "PublishRequest", "UseCases",
+    "Caller", "CreateRoomRequest", "HistoryRequest", "JoinRequest", "PublishRequest",
+    "PushRegistrationRequest", "UseCases",
 ]
 
 
@@ -35,9 +43,11 @@ class UseCases:
     rooms: RoomAdministration
     members: Members
     users: Users
+    push: PushRegistrationUseCases
 
     @classmethod
     def build(cls, rt: Runtime) -> UseCases:
         access = Access(rt)
         return cls(access, Publishing(rt, access), Reading(rt, access),
-                   RoomAdministration(rt, access), Members(rt, access), Users(rt))
+                   RoomAdministration(rt, access), Members(rt, access), Users(rt),
+                   PushRegistrationUseCases(rt, access))

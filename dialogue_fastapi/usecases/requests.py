@@ -50,3 +50,14 @@ class CreateRoomRequest:
     events: list[str] | None = None
     presence_events: bool = False
     sync_history_on_join: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PushRegistrationRequest:
+    """A device to notify: ``target`` is the Web Push endpoint or the FCM/APNs token; ``keys``
+    are ``p256dh``/``auth`` (Web Push) or ``topic``/``sandbox`` (APNs)."""
+
+    kind: Literal["webpush", "fcm", "apns"]
+    target: str
+    keys: dict[str, Any]
+    rooms: list[str]

@@ -158,7 +158,7 @@ async def _error_of(url: str) -> Exception:
 
 
 async def test_an_unreachable_database_is_an_outage_not_bad_data(tmp_path: object) -> None:
-    from conftest import need_postgres
+    from pg_helpers import need_postgres
 
     from dialogue_fastapi.stores.sql_errors import outage, permanent
 

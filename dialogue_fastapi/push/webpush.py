@@ -1,0 +1,152 @@
+"""Web Push sender: VAPID-signed, aes128gcm-encrypted POSTs to a browser's push service.
+
+One send is one POST to the subscription's endpoint, over a shared httpx client:
+
+- ``Authorization: vapid t=<JWT>, k=<public key>`` from a fresh claims dict per send
+  (``aud`` = the endpoint's origin, ``exp`` = now + 12 h; see :mod:`.vapid`);
+- the body is :meth:`Notification.payload` as compact UTF-8 JSON, encrypted for the
+  subscription's ``p256dh`` and ``auth`` keys with aes128gcm (RFC 8291, one record);
+- ``TTL`` = ``Notification.ttl`` (a day by default, so a device that is off overnight
+  still gets it; pywebpush's default of 0 drops it), ``Urgency`` = ``Notification.urgency``
+  and, when the notification has a tag, ``Topic`` (a later message with the same topic
+  replaces an undelivered one): the tag itself when it is at most 32 characters of
+  ``A-Z a-z 0-9 - _``, otherwise the first 32 characters of the URL-safe base64 of its
+  SHA-256.
+
+**Payload limit.** ``max_payload`` bytes of plaintext, 3,070 by default (Firefox for
+Android refuses more; at most 3,993, what one 4,096-byte record holds). A larger
+payload has its ``body`` trimmed with an ellipsis, then its ``data`` dropped, and is
+refused as FAILED ``"payload too large"`` when even that does not fit (see
+:mod:`.payload`).
+
+**Answers.** 2xx delivered; 404 and 410 GONE (the subscription expired or was
+unsubscribed); 408, 429 and 5xx RETRY with ``Retry-After`` (seconds or an HTTP-date)
+when given; no answer (refused, dropped, timed out) RETRY; anything else (400, 401,
+403, 413, a redirect) FAILED. A subscription whose keys do not decode is GONE: it can
+never be delivered to.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable
+
+import http_ece  # type: ignore[import-untyped]  # no type information; pywebpush uses it too
+import httpx
+import orjson
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from .base import Device, Notification, Outcome, PushKind, SendResult
+from .httpclient import ClientHolder, Verify, body_text, network_error, retry_after
+from .payload import PAYLOAD_TOO_LARGE, fit, webpush_topic
+from .vapid import VapidKey, VapidSigner, b64url_decode, generate_vapid_key, origin, vapid_public_key
+
+__all__ = ["WEBPUSH_MAX_PAYLOAD", "WebPushSender", "generate_vapid_key", "vapid_public_key"]
+
+#: Firefox for Android's limit on the decrypted payload
+WEBPUSH_MAX_PAYLOAD = 3070
+#: what one 4,096-byte aes128gcm record holds (4,096 - 86 header - 16 tag - 1 delimiter)
+WEBPUSH_RECORD_PAYLOAD = 3993
+
+
+class WebPushSender:
+    """Sends to Web Push subscriptions (``Device.target`` = endpoint, keys ``p256dh``/``auth``).
+
+    ``vapid_private_key``: PEM text, base64url raw key, a file path or a key object;
+    ``vapid_subject``: ``mailto:`` or ``https:`` contact; ``max_payload``: plaintext bytes
+    (1..3,993); ``timeout``: seconds per request; ``verify``: TLS verification for httpx;
+    ``max_connections``: the client's pool size.
+    """
+
+    kind: PushKind = "webpush"
+
+    def __init__(self, vapid_private_key: VapidKey, vapid_subject: str, *,
+                 max_payload: int = WEBPUSH_MAX_PAYLOAD, timeout: float = 10.0,
+                 verify: Verify = True, max_connections: int = 16,
+                 clock: Callable[[], float] = time.time) -> None:
+        if not 0 < max_payload <= WEBPUSH_RECORD_PAYLOAD:
+            raise ValueError(f"max_payload must be between 1 and {WEBPUSH_RECORD_PAYLOAD} bytes")
+        self._signer = VapidSigner(vapid_private_key, vapid_subject, clock=clock)
+        self._max_payload = max_payload
+        self._client = ClientHolder(timeout=timeout, verify=verify, max_connections=max_connections)
+
+    @property
+    def public_key(self) -> str:
+        """The application server key (``GET /push/vapid-public-key``)."""
+        return self._signer.public_key
+
+    async def send(self, device: Device, notification: Notification) -> SendResult:
+        """One POST to the endpoint; the answer classified."""
+        audience = origin(device.target)
+        if audience is None:
+            return SendResult(Outcome.FAILED, None, "endpoint is not an http(s) URL")
+        keys = _subscription_keys(device)
+        if keys is None:
+            return SendResult(Outcome.GONE, None, "invalid subscription keys")
+        try:
+            plaintext = fit(_builder(notification), notification.body, self._max_payload)
+        except orjson.JSONEncodeError as exc:
+            return SendResult(Outcome.FAILED, None, f"payload is not JSON: {exc}")
+        if plaintext is None:
+            return SendResult(Outcome.FAILED, None, PAYLOAD_TOO_LARGE)
+        headers = {
+            "Authorization": self._signer.authorization(audience),
+            "Content-Encoding": "aes128gcm",
+            "Content-Type": "application/octet-stream",
+            "TTL": str(max(0, notification.ttl)),
+            "Urgency": notification.urgency,
+        }
+        if notification.tag:
+            headers["Topic"] = webpush_topic(notification.tag)
+        body = _encrypt(plaintext, *keys)
+        try:
+            response = await self._client.get().post(device.target, content=body, headers=headers)
+        except httpx.TransportError as exc:
+            return network_error(exc)
+        return classify(response)
+
+    async def close(self) -> None:
+        """Close the HTTP client."""
+        await self._client.close()
+
+
+def classify(response: httpx.Response) -> SendResult:
+    """A push service's answer as a :class:`SendResult` (the rules in the module docstring)."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return SendResult.delivered(status)
+    reason = body_text(response) or f"HTTP {status}"
+    if status in (404, 410):
+        return SendResult(Outcome.GONE, status, reason)
+    if status in (408, 429) or status >= 500:
+        return SendResult(Outcome.RETRY, status, reason, retry_after(response.headers.get("retry-after")))
+    return SendResult(Outcome.FAILED, status, reason)
+
+
+def _builder(notification: Notification) -> Callable[[str, bool], bytes]:
+    def build(body: str, with_data: bool) -> bytes:
+        changed = dataclasses.replace(notification, body=body,
+                                      data=notification.data if with_data else {})
+        return orjson.dumps(changed.payload())
+
+    return build
+
+
+def _subscription_keys(device: Device) -> tuple[ec.EllipticCurvePublicKey, bytes] | None:
+    try:
+        point = b64url_decode(str(device.keys["p256dh"]))
+        auth = b64url_decode(str(device.keys["auth"]))
+        public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
+    except (KeyError, ValueError):
+        return None
+    return (public, auth) if len(auth) == 16 else None
+
+
+def _encrypt(plaintext: bytes, receiver: ec.EllipticCurvePublicKey, auth: bytes) -> bytes:
+    """RFC 8291 aes128gcm: an ephemeral ECDH key per message, its public key as the key id."""
+    ephemeral = ec.generate_private_key(ec.SECP256R1())
+    encrypted: bytes = http_ece.encrypt(plaintext, salt=os.urandom(16), private_key=ephemeral,
+                                        dh=receiver, auth_secret=auth, version="aes128gcm")
+    return encrypted

@@ -1,0 +1,39 @@
+"""Fixtures for the push sender tests: the fake push services and a clock tests can move."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from fakes.clock import Clock
+from fakes.fcm import FakeFcm
+from fakes.tls import Tls, make_tls
+from fakes.webpush import FakeWebPush
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def webpush_service() -> AsyncIterator[FakeWebPush]:
+    fake = FakeWebPush()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+def fcm_service() -> Iterator[FakeFcm]:
+    fake = FakeFcm()
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
+    directory: Path = tmp_path_factory.mktemp("apns-tls")
+    return make_tls(directory)
