@@ -5,18 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from .core import ClientCore
 from .handlers import Frame, Handler
 from .notify import StateHandler
+from .rest import RestClient
 from .room import ClientRoom
 
 
-class DialogueClient(ClientCore):
+class DialogueClient(RestClient):
     """A connection to ``ws://host/<prefix>/ws`` that joins rooms and survives drops.
 
     ``DialogueClient(url, *, token=None, headers=None, ack_timeout=10.0,
     reconnect=True, backoff_initial=0.25, backoff_max=10.0, heartbeat=None,
-    queue_size=1024, token_in_query=False)``. ``token`` is sent as
+    queue_size=1024, token_in_query=False, http_url=None)``. ``token`` is sent as
     ``Authorization: Bearer`` only; ``token_in_query=True`` also puts it in
     the URL as ``?token=`` (for a server that reads only the query; URLs end
     up in access logs, so prefer the header). After an unexpected close the client reconnects with full
@@ -25,6 +25,10 @@ class DialogueClient(ClientCore):
     the server's ping interval (``0`` disables pings); ``queue_size`` bounds
     each room's iterator buffer. Use ``await client.connect()`` /
     ``await client.close()`` or ``async with DialogueClient(...) as client``.
+
+    ``register_push`` / ``push_registrations`` / ``unregister_push`` call the REST API
+    beside the endpoint (``http_url``, default: the ``ws`` URL without ``/ws``) with
+    the same credentials.
     """
 
     async def request(self, op: str, /, **fields: Any) -> Frame:
@@ -89,9 +93,17 @@ class DialogueClient(ClientCore):
         description: str | None = None,
         max_size: int | None = None,
         events: list[str] | None = None,
+        presence_events: bool | None = None,
+        sync_history_on_join: int | None = None,
     ) -> Frame:
-        """Create a runtime room; returns its info object."""
-        optional = {"description": description, "max_size": max_size, "events": events}
+        """Create a runtime room; returns its info object.
+
+        ``presence_events=True``: members get ``presence_join`` / ``presence_leave``
+        frames; ``sync_history_on_join=N``: the newest N events come with each join.
+        """
+        optional = {"description": description, "max_size": max_size, "events": events,
+                    "presence_events": presence_events,
+                    "sync_history_on_join": sync_history_on_join}
         fields = {k: v for k, v in optional.items() if v is not None}
         return await self.request("create_room", room=room_id, name=name, **fields)
 

@@ -44,8 +44,10 @@ class ClientCore:
         heartbeat: float | None = None,
         queue_size: int = 1024,
         token_in_query: bool = False,
+        http_url: str | None = None,
     ) -> None:
         self.url = url
+        self.http_url = http_url  # the REST base; None: derived from url (/prefix/ws -> /prefix)
         self.token = token  # may be replaced (refreshed) before the next reconnect
         self.token_in_query = token_in_query  # also as ?token= (it then reaches access logs)
         self.headers = dict(headers or {})

@@ -64,6 +64,27 @@ export interface PublishAck {
   dropped?: boolean;
 }
 
+/** One push registration of the user, from `GET /push/subscriptions` (keys never included). */
+export interface PushRegistration {
+  id: string;
+  kind: "webpush" | "fcm" | "apns";
+  /** The Web Push endpoint, or the token shortened. */
+  target: string;
+  rooms: string[];
+  /** Seconds since the epoch. */
+  created_at: number;
+  last_success_at: number | null;
+  /** Consecutive failed sends. */
+  failures: number;
+}
+
+export interface PushRegistered {
+  id: string;
+  /** false: the endpoint was registered already and was updated. */
+  created: boolean;
+  subscription: PushSubscription;
+}
+
 export interface ResetInfo extends Position {
   previous: Position;
 }
@@ -145,8 +166,43 @@ export interface Client {
   join(roomId: string, options?: { subscriptions?: Subscriptions; history?: number }): Promise<Room>;
   room(roomId: string): Room | null;
   rooms(): Promise<RoomInfo[]>;
-  createRoom(id: string, name: string, options?: { description?: string; maxSize?: number; events?: string[] }): Promise<RoomInfo>;
+  createRoom(
+    id: string,
+    name: string,
+    options?: {
+      description?: string;
+      maxSize?: number;
+      events?: string[];
+      /** Send presence_join / presence_leave frames to the room's members. */
+      presenceEvents?: boolean;
+      /** Send the newest N events in the join reply. */
+      syncHistoryOnJoin?: number;
+    },
+  ): Promise<RoomInfo>;
   deleteRoom(id: string): Promise<void>;
+  /**
+   * Call the REST API beside the WebSocket endpoint (`/dialogue/ws` -> `/dialogue` + path)
+   * with this client's `token` as `Authorization: Bearer`; null for 204. Rejects with a
+   * DialogueError (the server's code, or `NOT_FOUND` / `UNAVAILABLE`).
+   */
+  fetchRest<T = Record<string, unknown>>(
+    path: string,
+    options?: { method?: string; body?: unknown },
+  ): Promise<T | null>;
+  /** The server's VAPID public key (base64url); `NOT_FOUND` when the server has no push. */
+  vapidPublicKey(): Promise<string>;
+  /**
+   * Register for Web Push: a ServiceWorkerRegistration is subscribed with the server's
+   * VAPID key (or its existing subscription reused), a PushSubscription is posted as is
+   * (`toJSON()` plus `kind: "webpush"`). `rooms`: rooms to be notified of besides the
+   * user's own.
+   */
+  registerPush(
+    target: ServiceWorkerRegistration | PushSubscription,
+    options?: { rooms?: string[] },
+  ): Promise<PushRegistered>;
+  pushRegistrations(): Promise<PushRegistration[]>;
+  unregisterPush(id: string): Promise<void>;
   onRoomCreated(fn: (info: RoomInfo) => void): () => void;
   onRoomDeleted(fn: (roomId: string) => void): () => void;
   onDirect(fn: (frame: DirectFrame) => void): () => void;

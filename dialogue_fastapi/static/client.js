@@ -98,6 +98,21 @@ function ticketEndpoint(url) {
 
 const TICKET_REFUSALS = { 401: 4001, 403: 4003 }; // as close codes: no reconnect after these
 
+// A REST path (e.g. "/push/subscriptions") under the prefix of a /ws or /sse endpoint.
+function restUrl(url, path) {
+  const u = absolute(url);
+  if (u.protocol === "ws:") u.protocol = "http:";
+  else if (u.protocol === "wss:") u.protocol = "https:";
+  u.pathname = u.pathname.replace(/\/(ws|sse|tickets)\/?$/, "") + path;
+  u.search = u.hash = "";
+  return u.toString();
+}
+
+function base64UrlToBytes(text) {
+  const b64 = text.replace(/-/g, "+").replace(/_/g, "/") + "===".slice((text.length + 3) % 4);
+  return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+}
+
 /**
  * A single-use connection ticket from the server's `POST /tickets`, for
  * `/ws?ticket=...` or `/sse?ticket=...`: credentials that may travel in a URL
@@ -349,12 +364,89 @@ class Client {
     return (await this.request("rooms", {})).rooms || [];
   }
 
-  createRoom(id, name, { description, maxSize, events } = {}) {
-    return this.request("create_room", defined({ room: id, name, description, max_size: maxSize, events }));
+  createRoom(id, name, { description, maxSize, events, presenceEvents, syncHistoryOnJoin } = {}) {
+    return this.request("create_room", defined({
+      room: id, name, description, max_size: maxSize, events, presence_events: presenceEvents,
+      sync_history_on_join: syncHistoryOnJoin,
+    }));
   }
 
   async deleteRoom(id) {
     await this.request("delete_room", { room: id });
+  }
+
+  // --- push registration (REST, beside the /ws endpoint: needs push= on the server) ---
+
+  /**
+   * Call the REST API beside the WebSocket endpoint with this client's credentials
+   * (`token` as `Authorization: Bearer`, and the page's cookies); resolves to the JSON
+   * answer (null for 204) or rejects with a DialogueError.
+   */
+  async fetchRest(path, options = {}) {
+    return (await this._rest(path, options)).answer;
+  }
+
+  async _rest(path, { method = "GET", body } = {}) {
+    const { token, credentials = "same-origin" } = this.options;
+    const value = typeof token === "function" ? await token() : token;
+    const headers = value != null ? { Authorization: `Bearer ${value}` } : {};
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    let response;
+    try {
+      response = await fetch(restUrl(this.url, path), {
+        method, headers, credentials, body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (err) {
+      throw new DialogueError("UNAVAILABLE", `${method} ${path}: ${err.message}`);
+    }
+    if (response.status === 204) return { status: 204, answer: null };
+    const answer = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      const error = answer.error || {};
+      throw new DialogueError(error.code || (response.status === 404 ? "NOT_FOUND" : "UNAVAILABLE"),
+        error.message || `${method} ${path}: ${response.status}`, { ...error, status: response.status });
+    }
+    return { status: response.status, answer };
+  }
+
+  /** The server's VAPID public key (base64url) for `pushManager.subscribe`. */
+  async vapidPublicKey() {
+    return (await this.fetchRest("/push/vapid-public-key")).public_key;
+  }
+
+  /**
+   * Register this browser for Web Push. Given a ServiceWorkerRegistration, subscribes
+   * it with the server's VAPID key (an existing subscription is reused); given a
+   * PushSubscription, registers that one. `rooms`: rooms to be notified of besides
+   * those the user is a member of. Resolves to `{id, created, subscription}`; the same
+   * endpoint registered again updates it (`created: false`).
+   */
+  async registerPush(target, { rooms = [] } = {}) {
+    let subscription = target;
+    if (target && target.pushManager) {
+      subscription = await target.pushManager.getSubscription();
+      if (!subscription) {
+        const key = base64UrlToBytes(await this.vapidPublicKey());
+        subscription = await target.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key });
+      }
+    }
+    if (!subscription || typeof subscription.toJSON !== "function") {
+      throw new DialogueError("BAD_REQUEST", "registerPush needs a ServiceWorkerRegistration or a PushSubscription");
+    }
+    const { endpoint, keys } = subscription.toJSON();
+    const body = { kind: "webpush", endpoint, keys, rooms };
+    const { status, answer } = await this._rest("/push/subscriptions", { method: "POST", body });
+    return { id: answer.id, created: status === 201, subscription };
+  }
+
+  /** This user's registrations: `[{id, kind, target, rooms, created_at, last_success_at, failures}]`. */
+  async pushRegistrations() {
+    return (await this.fetchRest("/push/subscriptions")).subscriptions;
+  }
+
+  /** Delete one of this user's registrations (`NOT_FOUND` when it is not theirs). */
+  async unregisterPush(id) {
+    await this.fetchRest(`/push/subscriptions/${encodeURIComponent(id)}`, { method: "DELETE" });
   }
 
   /** `fn(info)` for every room created at runtime. */

@@ -14,6 +14,14 @@ notice into both members' inboxes. Inboxes are rooms like any other, so the
 notices are stored, replayed after a reconnect and sent as history on join:
 a user learns of a conversation even when it was never opened, and the
 sidebar and unread badges come back after a reload.
+
+Web Push (off by default; it needs the ``push`` extra, ``pip install -e ".[sqlite,push]"``):
+``CHAT_PUSH=1`` turns it on with a VAPID key generated into ``chat-vapid.pem`` on the
+first run (next to ``chat.db``), or ``CHAT_VAPID_PRIVATE_KEY`` gives the key (PEM,
+base64url or a file path); ``CHAT_VAPID_SUBJECT`` is the contact push services see
+(``mailto:you@example.com``). The page then offers "Notify me": the service worker
+``/sw.js`` shows a notification for a direct message while its conversation is not
+open in any tab.
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ from dialogue_fastapi import (
     EventMessage,
     Identity,
     PublishContext,
+    PushConfig,
+    PushTemplate,
     RateLimit,
     Reject,
     RoomConfig,
@@ -63,15 +73,22 @@ class Read(BaseModel):
     seq: int  # read up to this seq
 
 
-message = define_event("message", Message, history=100, description="a chat line")
-typing = define_event("typing", Typing, description="someone is typing")
+# in rooms with "webpush" in channels (direct messages), a message offline users are
+# notified of; the url opens the conversation (the service worker, static/sw.js)
+message = define_event("message", Message, history=100, description="a chat line",
+                       push=PushTemplate(title="{sender}", body="{text}", url="/?room={room}"))
+typing = define_event("typing", Typing, description="someone is typing",
+                      push=lambda msg: None)  # never a notification
 dm_notice = define_event("dm", DmNotice, history=200, description="a direct message arrived")
 read = define_event("read", Read, history=200, description="a conversation was read up to seq")
 
 
 def authenticate(conn: HTTPConnection) -> Identity:
-    """Demo auth: the name typed in the page, sent as ?token=. Not for production."""
-    name = (conn.query_params.get("token") or conn.headers.get("x-user") or "").strip()
+    """Demo auth: the name typed in the page, sent as ?token= on the WebSocket and as
+    ``Authorization: Bearer`` on REST calls (push registration). Not for production."""
+    bearer = conn.headers.get("authorization", "")
+    bearer = bearer[7:] if bearer[:7].lower() == "bearer " else ""
+    name = (conn.query_params.get("token") or bearer or conn.headers.get("x-user") or "").strip()
     if not name or len(name) > 32:
         raise Reject("enter a name of 1 to 32 characters")
     if not USER_ID.fullmatch(name):
@@ -83,8 +100,32 @@ async def notices_from_the_server(ctx: PublishContext, call_next: Any) -> EventM
     """Only the server writes ``dm`` notices; the owner of an inbox writes read markers."""
     if ctx.message.event == "dm" and ctx.identity is not None:
         raise Reject("dm notices are sent by the server", code="FORBIDDEN")
-    return await call_next(ctx)
+    result: EventMessage | None = await call_next(ctx)
+    return result
 
+
+def push_config() -> PushConfig | None:
+    """Web Push when CHAT_PUSH=1 or CHAT_VAPID_PRIVATE_KEY is set, else None (the default)."""
+    key = os.environ.get("CHAT_VAPID_PRIVATE_KEY")
+    if not key and os.environ.get("CHAT_PUSH") != "1":
+        return None
+    if not key:
+        from dialogue_fastapi.push.vapid import generate_vapid_key  # the push extra
+
+        stored = Path("chat-vapid.pem")
+        if not stored.exists():  # once: subscriptions are bound to this key
+            stored.write_text(generate_vapid_key())
+            stored.chmod(0o600)
+        key = str(stored.resolve())
+    local = os.environ.get("CHAT_PUSH_LOCAL_ENDPOINTS") == "1"  # tests: a push service on 127.0.0.1
+    return PushConfig(vapid_private_key=key,
+                      vapid_subject=os.environ.get("CHAT_VAPID_SUBJECT", "mailto:chat@example.com"),
+                      allow_http_endpoints=local, allow_private_endpoints=local)
+
+
+PUSH = push_config()
+# direct messages also go out as push notifications when push is on
+DM_CHANNELS: list[Any] = ["websocket", "sse", "webpush"] if PUSH else ["websocket", "sse"]
 
 dialogue = Dialogue(
     rooms={
@@ -95,7 +136,7 @@ dialogue = Dialogue(
         # one room per pair of users, made on first use; only the two may join or read it
         "dm:{a}:{b}": RoomConfig(name="Direct messages", events=[message, typing],
                                  members=["a", "b"], sync_history_on_join=50,
-                                 presence_events=True),
+                                 presence_events=True, channels=DM_CHANNELS),
         # each user's inbox: dm notices from the server and the user's read markers
         "user:{user_id}": RoomConfig(name="Inbox", events=[dm_notice, read],
                                      members=["user_id"], sync_history_on_join=200,
@@ -114,6 +155,7 @@ dialogue = Dialogue(
     # CHAT_METRICS=1 (docker-compose.yml): /dialogue/metrics for the Prometheus container; the
     # app ports are not published and nginx refuses that path, so it is not public
     metrics={"allow_unprotected": True} if os.environ.get("CHAT_METRICS") == "1" else False,
+    push=PUSH,
 )
 
 
@@ -135,6 +177,13 @@ app.include_router(dialogue.router, prefix="/dialogue")
 @app.get("/", include_in_schema=False)
 async def index() -> FileResponse:
     return FileResponse(STATIC / "index.html")
+
+
+@app.get("/sw.js", include_in_schema=False)
+async def service_worker() -> FileResponse:
+    """The service worker, at the root so that its scope is the whole page."""
+    return FileResponse(STATIC / "sw.js", media_type="text/javascript",
+                        headers={"Cache-Control": "no-cache"})
 
 
 def main() -> None:
