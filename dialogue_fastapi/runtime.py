@@ -100,6 +100,7 @@ class Runtime:
         self.push_dispatch: PushDispatcher | None = None
         if self.push is not None:
             self.push_dispatch = PushDispatcher(self.push, self.registry, self.broker.presence)
+            self.push_dispatch.delivery.metrics = metrics
             self.publisher.pushed = self.push_dispatch.enqueue
         self.sessions: set[asyncio.Task[None]] = set()
         self.on_stop: list[Callable[[], Awaitable[None]]] = []  # transports' own cleanup

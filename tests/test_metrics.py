@@ -180,7 +180,7 @@ async def test_openapi_documents_every_field_of_ready(serve):
         health = (await http.get(srv.http_url + "/health")).json()
     schemas = spec["components"]["schemas"]
     assert set(schemas["Health"]["properties"]) == {"status", "checks", "dead_letters", "subscriber",
-                                                    "store"}
+                                                    "store", "push"}
     assert set(schemas["StoreReport"]["properties"]) == {"pending", "lag_seconds"}
     assert set(schemas["SubscriberReport"]["properties"]) == {"up", "reconnects", "gap_repairs"}
     assert health == {"status": "ok", "checks": {}, "dead_letters": 0}  # no nulls where n/a

@@ -309,3 +309,28 @@ async def test_a_killed_node_delivers_once_after_restart(tmp_path: Path, fake, p
 
 async def _none(rows: Callable[[], Awaitable[int]]) -> bool:
     return await rows() == 0
+
+
+async def test_push_sends_are_metrics_by_provider_and_outcome(serve, fake) -> None:
+    from metrics_helpers import scrape, value
+
+    rooms = {"design": RoomConfig(name="Design", channels=["websocket", "webpush"])}
+    dialogue = Dialogue(rooms=rooms, authenticate=authenticate, metrics=True, push=PushConfig(
+        vapid_private_key=VAPID, vapid_subject="mailto:ops@example.com", allow_http_endpoints=True,
+        allow_private_endpoints=True, grace_period=0, max_attempts=2))
+    srv = await serve(dialogue)
+    dispatcher(dialogue)  # fast retries
+    ok, gone, busy = fake.subscribe(), fake.subscribe(), fake.subscribe()
+    fake.script(gone, always=Reply(410))
+    fake.script(busy, Reply(503))  # retried once, then delivered
+    for user, sub in (("alice", ok), ("bob", gone), ("dan", busy)):
+        await register(dialogue, user, sub, ["design"])
+    await dialogue.trigger("design", "message", {"text": "hi"}, from_="carol")
+    await until(lambda: len(fake.for_path(busy)) == 2, what="the retried send")
+    await settled(dialogue)
+    samples = await scrape(srv.http_url + "/metrics")
+    assert value(samples, "dialogue_push_sends_total", provider="webpush", outcome="delivered") == 2
+    assert value(samples, "dialogue_push_sends_total", provider="webpush", outcome="gone") == 1
+    assert value(samples, "dialogue_push_retries_total", provider="webpush") == 1
+    assert value(samples, "dialogue_push_queue_depth") == 0
+    assert value(samples, "dialogue_push_in_flight") == 0

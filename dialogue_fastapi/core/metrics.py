@@ -66,6 +66,11 @@ class Metrics(Protocol):
         """The write-behind wrote one batch to the store."""
         ...
 
+    def push_sent(self, provider: str, outcome: str, attempts: int) -> None:
+        """One device's send ended: ``delivered``, ``gone``, ``failed``, ``gave_up`` or
+        ``rate_limited``, after ``attempts`` tries (0: not tried)."""
+        ...
+
 
 class NoMetrics:
     """The default: every report is a no-op (an app without ``metrics=`` pays nothing more)."""
@@ -95,6 +100,9 @@ class NoMetrics:
         pass
 
     def store_batch(self, seconds: float, events: int) -> None:
+        pass
+
+    def push_sent(self, provider: str, outcome: str, attempts: int) -> None:
         pass
 
 

@@ -17,7 +17,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from ..core.config import MetricsConfig
 from ..runtime import Runtime
 from . import multiprocess
-from .families import BrokerFamilies, Families, StoreFamilies
+from .families import BrokerFamilies, Families, PushFamilies, StoreFamilies
 from .labels import RoomLabels
 from .readings import read
 from .sampler import RefreshFirst, Sampler
@@ -52,10 +52,13 @@ class Exporter:
         """Read ``rt``'s figures at scrape time (and create the broker's and store's metrics)."""
         broker = BrokerFamilies(self._own) if hasattr(rt.broker, "subscriber_stats") else None
         store = StoreFamilies(self._own) if rt.writer is not None else None
+        push = PushFamilies(self._own) if rt.push_dispatch is not None else None
         self.sink.store_families = store
+        self.sink.push_families = push
         sink = self.sink
         self._sampler = Sampler(
-            self.families, lambda: read(rt, self.room_labels, sink.retired_delivered), broker, store)
+            self.families, lambda: read(rt, self.room_labels, sink.retired_delivered), broker, store,
+            push)
 
     def refresh(self) -> None:
         """Bring the figures read at scrape time up to date (called as a scrape begins)."""

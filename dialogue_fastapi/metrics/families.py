@@ -105,3 +105,23 @@ class StoreFamilies:
         self.dead_letters = Gauge("dialogue_store_dead_letters",
                                   "Events the store refused as data, kept aside", registry=registry,
                                   multiprocess_mode="livemax")
+
+
+class PushFamilies:
+    """Push notifications (with ``push=``): sends by provider and outcome, the dispatcher's queue."""
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        self.sends = Counter("dialogue_push_sends_total",
+                             "Device sends that ended, by provider and outcome", ("provider", "outcome"),
+                             registry=registry)
+        self.retries = Counter("dialogue_push_retries_total",
+                               "Send attempts answered 429, 5xx or a network error and tried again",
+                               ("provider",), registry=registry)
+        self.notifications = Counter(
+            "dialogue_push_notifications_total",
+            "Notifications not sent to anyone: dropped (queue full), cancelled (all online when "
+            "due) or collapsed into another", ("outcome",), registry=registry)
+        self.queue = Gauge("dialogue_push_queue_depth", "Events waiting for the push dispatcher",
+                           registry=registry, multiprocess_mode="livesum")
+        self.in_flight = Gauge("dialogue_push_in_flight", "Sends waiting for a push service",
+                               registry=registry, multiprocess_mode="livesum")

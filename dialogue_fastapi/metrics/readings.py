@@ -33,6 +33,7 @@ class Snapshot:
     delivered: dict[str, int] = field(default_factory=dict)  # transport -> events ever queued
     store: StoreReading | None = None
     subscriber: SubscriberStats | None = None
+    push: dict[str, int] | None = None  # the push dispatcher's stats()
 
 
 def read(rt: Runtime, label: Callable[[LabelledRoom], str], retired: Mapping[str, int]) -> Snapshot:
@@ -54,7 +55,8 @@ def read(rt: Runtime, label: Callable[[LabelledRoom], str], retired: Mapping[str
                              writer.dead_letters)
     stats = getattr(rt.broker, "subscriber_stats", None)
     subscriber = stats if isinstance(stats, SubscriberStats) else None
-    return Snapshot(len(hub.connections), rooms, delivered, store, subscriber)
+    push = rt.push_dispatch.stats() if rt.push_dispatch is not None else None
+    return Snapshot(len(hub.connections), rooms, delivered, store, subscriber, push)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from typing import Any
 from prometheus_client.metrics_core import Metric
 
 from ..core.metrics import SubscriberStats
-from .families import BrokerFamilies, Families, StoreFamilies
+from .families import BrokerFamilies, Families, PushFamilies, StoreFamilies
 from .readings import Snapshot, StoreReading
 
 
@@ -36,9 +36,10 @@ class Sampler:
     """Writes snapshots into the gauges and counters of one exporter."""
 
     def __init__(self, families: Families, take: Callable[[], Snapshot],
-                 broker: BrokerFamilies | None, store: StoreFamilies | None) -> None:
+                 broker: BrokerFamilies | None, store: StoreFamilies | None,
+                 push: PushFamilies | None = None) -> None:
         self._f, self._take = families, take
-        self._broker, self._store = broker, store
+        self._broker, self._store, self._push = broker, store, push
         self._growth = _Growth()
         self._room_labels: set[str] = set()
 
@@ -57,6 +58,15 @@ class Sampler:
             self._sample_store(self._store, snap.store)
         if self._broker is not None and snap.subscriber is not None:
             self._sample_broker(self._broker, snap.subscriber)
+        if self._push is not None and snap.push is not None:
+            self._sample_push(self._push, snap.push)
+
+    def _sample_push(self, push: PushFamilies, stats: dict[str, int]) -> None:
+        push.queue.set(stats.get("queue_depth", 0))
+        push.in_flight.set(stats.get("in_flight", 0))
+        for outcome in ("dropped", "cancelled", "collapsed"):
+            self._growth.feed(push.notifications.labels(outcome), ("push", outcome),
+                              stats.get(outcome, 0))
 
     def _sample_store(self, store: StoreFamilies, reading: StoreReading) -> None:
         store.depth.set(reading.depth)

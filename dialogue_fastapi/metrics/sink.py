@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.metrics import LabelledRoom
-from .families import Families, StoreFamilies
+from .families import Families, PushFamilies, StoreFamilies
 from .labels import OTHER, BoundedValues, RoomLabels
 
 
@@ -35,6 +35,7 @@ class PrometheusMetrics:
         #: events queued to connections that have ended, by transport (read with the live ones)
         self.retired_delivered: dict[str, int] = {}
         self.store_families: StoreFamilies | None = None  # with a store (set by the exporter)
+        self.push_families: PushFamilies | None = None  # with push (set by the exporter)
 
     def connection_opened(self, transport: str) -> None:
         f = self.families
@@ -100,3 +101,10 @@ class PrometheusMetrics:
         store = self.store_families
         if store is not None:
             store.batch.observe(seconds)
+
+    def push_sent(self, provider: str, outcome: str, attempts: int) -> None:
+        push = self.push_families
+        if push is not None:
+            push.sends.labels(provider, outcome).inc()
+            if attempts > 1:
+                push.retries.labels(provider).inc(attempts - 1)

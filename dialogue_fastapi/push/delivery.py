@@ -23,6 +23,7 @@ from limits import parse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
+from ..core.metrics import NO_METRICS, Metrics
 from .base import Device, Notification, Outcome, PushSender, SendResult
 from .registrations import PushRegistrations, Registration
 
@@ -73,6 +74,7 @@ class Delivery:
         self.max_backoff = 60.0
         self.counters = PushCounters()
         self.in_flight = 0
+        self.metrics: Metrics = NO_METRICS  # the runtime's (dialogue_push_sends_total)
 
     def use_registrations(self, registrations: PushRegistrations) -> None:
         self._registrations = registrations
@@ -92,17 +94,21 @@ class Delivery:
             return Done.NO_SENDER
         if not self._window.hit(self._rate, "push", registration.id):
             self.counters.rate_limited += 1
+            self.metrics.push_sent(registration.kind, "rate_limited", 0)
             return Done.LATER
         device = registration.device()
         for attempt in range(1, self.max_attempts + 1):
             result = await self._attempt(sender, device, notification)
             if result.outcome is not Outcome.RETRY:
-                return await self._final(registration, result)
+                done = await self._final(registration, result)
+                self.metrics.push_sent(registration.kind, done.value, attempt)
+                return done
             if attempt == self.max_attempts:
                 break
             self.counters.retried += 1
             await asyncio.sleep(self._delay(attempt, result.retry_after))
         self.counters.gave_up += 1
+        self.metrics.push_sent(registration.kind, Done.GAVE_UP.value, self.max_attempts)
         logger.warning("push: gave up on registration %s after %d attempts",
                        registration.id, self.max_attempts)
         await self._registrations.sent(registration.id, ok=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..core.config import ROOM_ID_PATTERN
 
@@ -117,6 +117,18 @@ class StoreReport(BaseModel):
     lag_seconds: float = Field(description="age of the oldest of them (0 when none waits)")
 
 
+class PushReport(BaseModel):
+    """The push dispatcher (with ``push=`` only): counters since start and its queue."""
+
+    model_config = ConfigDict(extra="allow")
+    queue_depth: int = Field(description="events waiting for the dispatcher")
+    in_flight: int = Field(description="sends waiting for a push service")
+    sent: int = 0
+    failed: int = 0
+    gave_up: int = 0
+    dropped: int = 0
+
+
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, bool] = Field(default_factory=dict)
@@ -125,3 +137,4 @@ class Health(BaseModel):
     subscriber: SubscriberReport | None = Field(
         None, description="/ready with the Redis broker (informational)")
     store: StoreReport | None = Field(None, description="/ready with persistence (informational)")
+    push: PushReport | None = Field(None, description="/ready with push (informational)")

@@ -15,7 +15,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
 
 from dialogue_fastapi.core.config import LATENCY_BUCKETS
-from dialogue_fastapi.metrics.families import BrokerFamilies, Families, StoreFamilies
+from dialogue_fastapi.metrics.families import BrokerFamilies, Families, PushFamilies, StoreFamilies
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -71,7 +71,8 @@ def sample_names(families: Iterable[tuple[str, str]]) -> set[str]:
 def defined_metrics() -> dict[str, frozenset[str]]:
     """Series name -> label names of every metric the exporter defines (broker and store too)."""
     registry = CollectorRegistry()
-    objects = (Families(registry, LATENCY_BUCKETS), BrokerFamilies(registry), StoreFamilies(registry))
+    objects = (Families(registry, LATENCY_BUCKETS), BrokerFamilies(registry), StoreFamilies(registry),
+               PushFamilies(registry))
     labels: dict[str, frozenset[str]] = {}
     for holder in objects:
         for metric in vars(holder).values():

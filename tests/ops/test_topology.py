@@ -319,6 +319,9 @@ async def test_scraping_each_app_directly_counts_the_traffic_sent_through_nginx(
 
 async def test_every_metric_on_the_dashboard_is_in_each_apps_scrape(topology: Topology) -> None:
     wanted = {name for expr in expressions(dashboard()) for name in METRIC_NAME.findall(expr)}
+    # the compose apps run without push (each container would make its own VAPID key): the
+    # push panels stay empty there; tests/test_push_dispatch.py scrapes the push metrics
+    wanted = {name for name in wanted if not name.startswith("dialogue_push_")}
     async with httpx.AsyncClient(timeout=5) as client:
         for app in topology.apps:
             response = await client.get(topology.metrics_url(app))
