@@ -276,7 +276,8 @@ class Runtime:
             try:
                 await self.membership.leave(conn, room_id, notify=notify)
             except Exception:
-                logger.exception("leaving %s on disconnect failed", room_id)
+                logger.exception("leaving %s on disconnect failed", room_id,
+                                 extra={"client_id": conn.client_id, "room": room_id})
         if self.hub.connections.get(conn.client_id) is conn:
             self.metrics.connection_closed(conn.transport.kind, conn.close_code, conn.overflow,
                                            conn.dropped, conn.delivered)
@@ -284,6 +285,7 @@ class Runtime:
         try:
             await self.broker.presence.disconnect(conn.entry())
         except Exception:
-            logger.exception("presence cleanup failed for %s", conn.client_id)
+            logger.exception("presence cleanup failed for %s", conn.client_id,
+                             extra={"client_id": conn.client_id})
         if notify:
             await fire("on_disconnected", self.hooks.on_disconnected, conn.identity, conn.client_id)

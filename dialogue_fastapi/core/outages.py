@@ -39,5 +39,5 @@ def protocol_error(exc: Exception, what: str) -> DialogueError:
         logger.warning("%s: backend unavailable (%s: %s)", what, type(exc).__name__, exc)
         return Unavailable("a backend is unavailable; retry later")
     cid = "err_" + secrets.token_hex(6)
-    logger.error("%s failed [%s]", what, cid, exc_info=exc)
+    logger.error("%s failed [%s]", what, cid, exc_info=exc, extra={"correlation_id": cid})
     return InternalError(f"internal error; correlation id {cid}", correlation_id=cid)

@@ -221,6 +221,7 @@ class Connection:
         logger.warning(
             "closing %s (user %s): send queue overflow (%d messages, %d bytes)",
             self.client_id, self.user_id, len(self._queue), self._queued_bytes,
+            extra={"client_id": self.client_id, "user_id": self.user_id},
         )
         self.overflow, self.dropped = reason, len(self._queue) + 1
         self._queue.clear()

@@ -49,4 +49,5 @@ class HandlerRegistry:
                 logger.exception(
                     "on-handler %r failed for %s/%s seq %d",
                     handler, message.room, message.event, message.seq,
+                    extra={"room": message.room, "event": message.event, "seq": message.seq},
                 )

@@ -53,7 +53,7 @@ async def guarded(what: str, call: Callable[[], Awaitable[Any]]) -> Any:
         raise
     except Exception:
         cid = correlation_id()
-        logger.exception("%s failed [%s]", what, cid)
+        logger.exception("%s failed [%s]", what, cid, extra={"correlation_id": cid})
         raise InternalError(f"{what} failed; correlation id {cid}", correlation_id=cid) from None
 
 

@@ -110,7 +110,8 @@ class MembershipService:
             await self._hub.detach(conn, room_id)
             await self._broker.presence.leave(room_id, conn.client_id)
         except Exception as exc:  # the broker fixes its presence when it is back
-            logger.warning("undoing the join of %s to %s failed: %s", conn.client_id, room_id, exc)
+            logger.warning("undoing the join of %s to %s failed: %s", conn.client_id, room_id, exc,
+                           extra={"client_id": conn.client_id, "room": room_id})
 
     async def _replay(
         self, room: Room, subs: frozenset[str] | None, since: Position | None,
@@ -166,7 +167,8 @@ class MembershipService:
             if not is_outage(exc):
                 raise
             logger.warning("presence of %s in %s not removed: backend unavailable (%s)",
-                           conn.client_id, room_id, exc)
+                           conn.client_id, room_id, exc,
+                           extra={"client_id": conn.client_id, "room": room_id})
         if notify:
             await fire("on_left", self._hooks.on_left, conn.identity, room_id)
             if room is not None and room.config.presence_events:

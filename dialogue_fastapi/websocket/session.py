@@ -83,7 +83,8 @@ class WebSocketSession:
             if not is_outage(exc):
                 raise
             logger.warning("refusing %s: backend unavailable (%s: %s)", conn.client_id,
-                           type(exc).__name__, exc)
+                           type(exc).__name__, exc,
+                           extra={"client_id": conn.client_id, "user_id": conn.identity.user_id})
             conn.close(CloseCode.TRY_AGAIN_LATER, "a backend is unavailable; reconnect later")
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.run_writer(), CLOSE_GRACE)
