@@ -1,9 +1,14 @@
-"""FCM sender: Firebase Cloud Messaging HTTP v1 over httpx, with our own token handling.
+"""FCM sender: Firebase Cloud Messaging HTTP v1 over httpx, with firebase-admin's credentials.
 
-firebase-admin's messaging cannot be pointed at another host, refreshes its OAuth
-token with a blocking call on the event loop and breaks on a second event loop, so
-this sender POSTs ``{base_url}/v1/projects/{project_id}/messages:send`` itself, with a
-bearer token from google-auth refreshed in a worker thread (:mod:`.fcm_auth`).
+firebase-admin loads the service account (``credentials.Certificate``, see
+:mod:`.fcm_auth`); its messaging client is not used, because it cannot be pointed at
+another host (only by patching private class constants, so no local fake in tests),
+its OAuth token refresh is a blocking call on the event loop (a slow token endpoint
+would stop every connection of the node), and its client breaks on a second event
+loop. Its synchronous ``send_each`` also starts a thread per message. So this sender
+POSTs ``{base_url}/v1/projects/{project_id}/messages:send`` itself on a shared
+:class:`httpx.AsyncClient`, with a bearer token from those credentials refreshed in a
+worker thread (:mod:`.fcm_auth`).
 
 The message: ``notification`` title/body; ``data`` as a string map (non-string values
 JSON-encoded, plus ``url`` unless ``data`` has one); ``android`` ``ttl``, ``priority``
@@ -49,7 +54,8 @@ _RETRY = {"QUOTA_EXCEEDED", "UNAVAILABLE", "INTERNAL"}
 class FcmSender:
     """Sends to FCM registration tokens (``Device.target``).
 
-    ``service_account``: a service-account JSON path or dict, or google-auth credentials;
+    ``service_account``: a service-account JSON path or dict (loaded by firebase-admin), a
+    ``firebase_admin.credentials.Certificate``, or google-auth credentials;
     ``project_id``: defaults to the credentials' project; ``base_url``: FCM's (injectable);
     ``timeout``, ``verify``, ``max_connections``: the httpx client (the token endpoint is
     reached with requests and its own CA settings); ``token_margin``: refresh the access

@@ -7,9 +7,12 @@ refresh at a time (concurrent sends wait for the same refresh behind a lock), an
 starts ``margin`` seconds before the token expires. A 401 from FCM invalidates only
 the token it was sent with, so sends that raced a refresh do not refresh again.
 
-Credentials come from a service-account JSON file path or dict (the token endpoint
-is its ``token_uri``), or any google-auth credentials object, such as what
-``firebase_admin.credentials.Certificate(...).get_credential()`` returns.
+Credentials are loaded by firebase-admin: a service-account JSON file path or dict goes
+through ``firebase_admin.credentials.Certificate(...).get_credential()`` (the token
+endpoint is the file's ``token_uri``), and a ``Certificate`` may be passed as it is; the
+result is narrowed to the FCM scope (firebase-admin asks for Firestore, Storage and
+more). Any other google-auth credentials object is used as given (scoped only if it
+requires scopes).
 """
 
 from __future__ import annotations
@@ -19,32 +22,37 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import google.auth.credentials
 import google.auth.exceptions
 import google.auth.transport.requests
 import requests
-from google.oauth2 import service_account
+from firebase_admin import credentials as firebase_credentials  # type: ignore[import-untyped]
 
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 
-ServiceAccount = str | Path | Mapping[str, Any] | google.auth.credentials.Credentials
+#: a service-account file path or its dict, a firebase-admin ``Certificate``, or google-auth credentials
+#: (firebase-admin has no type information: its Certificate is checked at run time)
+ServiceAccount: TypeAlias = str | Path | Mapping[str, Any] | google.auth.credentials.Credentials | Any
 
 
 def load_credentials(source: ServiceAccount) -> google.auth.credentials.Credentials:
-    """google-auth credentials with the FCM scope, from any accepted source."""
-    credentials: google.auth.credentials.Credentials
+    """google-auth credentials with the FCM scope, from any accepted source (``ValueError``
+    when a service account is not one; ``OSError`` when its file cannot be read)."""
     if isinstance(source, google.auth.credentials.Credentials):
-        credentials = source
-    elif isinstance(source, Mapping):
-        credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
-            dict(source))
-    else:
-        credentials = service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
-            str(source))
-    scoped: google.auth.credentials.Credentials = (
-        google.auth.credentials.with_scopes_if_required(credentials, [SCOPE]))  # type: ignore[no-untyped-call]
+        given: google.auth.credentials.Credentials = (
+            google.auth.credentials.with_scopes_if_required(source, [SCOPE]))  # type: ignore[no-untyped-call]
+        return given
+    if isinstance(source, Mapping):
+        source = firebase_credentials.Certificate(dict(source))
+    elif isinstance(source, str | Path):
+        source = firebase_credentials.Certificate(str(source))
+    if not isinstance(source, firebase_credentials.Certificate):
+        raise TypeError("service_account must be a file path, its dict, a firebase_admin "
+                        f"credentials.Certificate or google-auth credentials, not {type(source).__name__}")
+    loaded = source.get_credential()
+    scoped: google.auth.credentials.Credentials = loaded.with_scopes([SCOPE])
     return scoped
 
 

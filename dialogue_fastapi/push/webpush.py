@@ -1,11 +1,17 @@
 """Web Push sender: VAPID-signed, aes128gcm-encrypted POSTs to a browser's push service.
 
-One send is one POST to the subscription's endpoint, over a shared httpx client:
+pywebpush does the Web Push work: ``WebPusher(subscription).encode(..., "aes128gcm")``
+encrypts the payload and py_vapid (its VAPID library) signs the header. The POST is
+ours, on a shared :class:`httpx.AsyncClient`: pywebpush sends either with requests
+(blocking) or with aiohttp, and neither shares the senders' client, timeouts and
+no-redirect rule. One send is one POST to the subscription's endpoint:
 
-- ``Authorization: vapid t=<JWT>, k=<public key>`` from a fresh claims dict per send
-  (``aud`` = the endpoint's origin, ``exp`` = now + 12 h; see :mod:`.vapid`);
+- ``Authorization: vapid t=<JWT>,k=<public key>`` signed from a fresh claims dict
+  (``aud`` = the endpoint's origin, ``exp`` = now + 12 h), reused per push service for
+  a few minutes (see :mod:`.vapid`);
 - the body is :meth:`Notification.payload` as compact UTF-8 JSON, encrypted for the
-  subscription's ``p256dh`` and ``auth`` keys with aes128gcm (RFC 8291, one record);
+  subscription's ``p256dh`` and ``auth`` keys with aes128gcm (RFC 8291, one record,
+  a new ephemeral key and salt per message);
 - ``TTL`` = ``Notification.ttl`` (a day by default, so a device that is off overnight
   still gets it; pywebpush's default of 0 drops it), ``Urgency`` = ``Notification.urgency``
   and, when the notification has a tag, ``Topic`` (a later message with the same topic
@@ -29,19 +35,26 @@ never be delivered to.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Callable
 
-import http_ece  # type: ignore[import-untyped]  # no type information; pywebpush uses it too
 import httpx
 import orjson
 from cryptography.hazmat.primitives.asymmetric import ec
+from pywebpush import WebPusher, WebPushException  # type: ignore[import-untyped]
 
 from .base import Device, Notification, Outcome, PushKind, SendResult
 from .httpclient import ClientHolder, Verify, body_text, network_error, retry_after
 from .payload import PAYLOAD_TOO_LARGE, fit, webpush_topic
-from .vapid import VapidKey, VapidSigner, b64url_decode, generate_vapid_key, origin, vapid_public_key
+from .vapid import (
+    VAPID_REUSE,
+    VapidKey,
+    VapidSigner,
+    b64url_decode,
+    generate_vapid_key,
+    origin,
+    vapid_public_key,
+)
 
 __all__ = ["WEBPUSH_MAX_PAYLOAD", "WebPushSender", "generate_vapid_key", "vapid_public_key"]
 
@@ -57,20 +70,25 @@ class WebPushSender:
     ``vapid_private_key``: PEM text, base64url raw key, a file path or a key object;
     ``vapid_subject``: ``mailto:`` or ``https:`` contact; ``max_payload``: plaintext bytes
     (1..3,993); ``timeout``: seconds per request; ``verify``: TLS verification for httpx;
-    ``max_connections``: the client's pool size.
+    ``max_connections``: the client's pool size; ``http2``: speak HTTP/2 to push services
+    that offer it over TLS (one connection per service carries every send at once, and
+    httpx spends less CPU per send than over a pool of HTTP/1.1 connections: see
+    ``benchmarks/push.py``); plain ``http://`` endpoints get HTTP/1.1;
+    ``vapid_reuse``: seconds a signed VAPID header is reused for the same push service.
     """
 
     kind: PushKind = "webpush"
 
     def __init__(self, vapid_private_key: VapidKey, vapid_subject: str, *,
                  max_payload: int = WEBPUSH_MAX_PAYLOAD, timeout: float = 10.0,
-                 verify: Verify = True, max_connections: int = 16,
-                 clock: Callable[[], float] = time.time) -> None:
+                 verify: Verify = True, max_connections: int = 16, http2: bool = True,
+                 vapid_reuse: float = VAPID_REUSE, clock: Callable[[], float] = time.time) -> None:
         if not 0 < max_payload <= WEBPUSH_RECORD_PAYLOAD:
             raise ValueError(f"max_payload must be between 1 and {WEBPUSH_RECORD_PAYLOAD} bytes")
-        self._signer = VapidSigner(vapid_private_key, vapid_subject, clock=clock)
+        self._signer = VapidSigner(vapid_private_key, vapid_subject, reuse=vapid_reuse, clock=clock)
         self._max_payload = max_payload
-        self._client = ClientHolder(timeout=timeout, verify=verify, max_connections=max_connections)
+        self._client = ClientHolder(timeout=timeout, verify=verify, max_connections=max_connections,
+                                    http2=http2)
 
     @property
     def public_key(self) -> str:
@@ -82,8 +100,7 @@ class WebPushSender:
         audience = origin(device.target)
         if audience is None:
             return SendResult(Outcome.FAILED, None, "endpoint is not an http(s) URL")
-        keys = _subscription_keys(device)
-        if keys is None:
+        if not _valid_keys(device):
             return SendResult(Outcome.GONE, None, "invalid subscription keys")
         try:
             plaintext = fit(_builder(notification), notification.body, self._max_payload)
@@ -91,8 +108,16 @@ class WebPushSender:
             return SendResult(Outcome.FAILED, None, f"payload is not JSON: {exc}")
         if plaintext is None:
             return SendResult(Outcome.FAILED, None, PAYLOAD_TOO_LARGE)
+        try:
+            authorization = self._signer.authorization(audience)
+        except ValueError as exc:  # py_vapid refuses the audience (an IPv6 literal host)
+            return SendResult(Outcome.FAILED, None, str(exc))
+        try:
+            body = encrypt(device, plaintext)
+        except (WebPushException, ValueError) as exc:
+            return SendResult(Outcome.GONE, None, f"invalid subscription keys: {exc}")
         headers = {
-            "Authorization": self._signer.authorization(audience),
+            "Authorization": authorization,
             "Content-Encoding": "aes128gcm",
             "Content-Type": "application/octet-stream",
             "TTL": str(max(0, notification.ttl)),
@@ -100,7 +125,6 @@ class WebPushSender:
         }
         if notification.tag:
             headers["Topic"] = webpush_topic(notification.tag)
-        body = _encrypt(plaintext, *keys)
         try:
             response = await self._client.get().post(device.target, content=body, headers=headers)
         except httpx.TransportError as exc:
@@ -134,19 +158,21 @@ def _builder(notification: Notification) -> Callable[[str, bool], bytes]:
     return build
 
 
-def _subscription_keys(device: Device) -> tuple[ec.EllipticCurvePublicKey, bytes] | None:
+def _valid_keys(device: Device) -> bool:
+    """``p256dh`` a P-256 point and ``auth`` 16 bytes (pywebpush checks neither)."""
     try:
         point = b64url_decode(str(device.keys["p256dh"]))
         auth = b64url_decode(str(device.keys["auth"]))
-        public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
+        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
     except (KeyError, ValueError):
-        return None
-    return (public, auth) if len(auth) == 16 else None
+        return False
+    return len(auth) == 16
 
 
-def _encrypt(plaintext: bytes, receiver: ec.EllipticCurvePublicKey, auth: bytes) -> bytes:
-    """RFC 8291 aes128gcm: an ephemeral ECDH key per message, its public key as the key id."""
-    ephemeral = ec.generate_private_key(ec.SECP256R1())
-    encrypted: bytes = http_ece.encrypt(plaintext, salt=os.urandom(16), private_key=ephemeral,
-                                        dh=receiver, auth_secret=auth, version="aes128gcm")
-    return encrypted
+def encrypt(device: Device, plaintext: bytes) -> bytes:
+    """RFC 8291 aes128gcm by pywebpush (an ephemeral ECDH key and salt per message)."""
+    subscription = {"endpoint": device.target,
+                    "keys": {"p256dh": str(device.keys["p256dh"]), "auth": str(device.keys["auth"])}}
+    encoded = WebPusher(subscription).encode(plaintext, content_encoding="aes128gcm")
+    body: bytes = encoded["body"]
+    return body

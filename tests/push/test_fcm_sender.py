@@ -120,14 +120,23 @@ async def test_credentials_from_a_file_or_firebase_admin(fcm_service: FakeFcm, t
 
     path = tmp_path / "service-account.json"
     path.write_text(json.dumps(fcm_service.account))
-    sources = [str(path), path, credentials.Certificate(fcm_service.account).get_credential()]
+    sources = [str(path), path, credentials.Certificate(fcm_service.account),
+               credentials.Certificate(fcm_service.account).get_credential()]
     for source in sources:
         sender = FcmSender(source, base_url=fcm_service.base_url)
         try:
             assert (await sender.send(device(), Notification("x"))).outcome is Outcome.DELIVERED
         finally:
             await sender.close()
-    assert fcm_service.token_rejections == [] and len(fcm_service.token_requests) == 3
+    assert fcm_service.token_rejections == [] and len(fcm_service.token_requests) == 4
+    # what firebase-admin loads is narrowed to FCM; credentials passed in are used as given
+    scopes = [claims["scope"] for claims in fcm_service.token_requests]
+    assert scopes[:3] == ["https://www.googleapis.com/auth/firebase.messaging"] * 3
+    assert "https://www.googleapis.com/auth/firebase.messaging" not in scopes[3].split()
+    with pytest.raises(ValueError, match="service account"):
+        FcmSender({"type": "authorized_user"})
+    with pytest.raises(TypeError, match="service_account"):
+        FcmSender(42)  # type: ignore[arg-type]
 
 
 async def test_refused_credentials_are_failed_and_an_unreachable_token_endpoint_is_retry(

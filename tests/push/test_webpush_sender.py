@@ -14,11 +14,12 @@ from pathlib import Path
 import orjson
 import pytest
 from cryptography.hazmat.primitives import serialization
+from fakes.clock import Clock
 from fakes.webpush import FakeWebPush, Reply, Subscription
 
 from dialogue_fastapi.push.base import DEFAULT_TTL, Device, Notification, Outcome
 from dialogue_fastapi.push.payload import ELLIPSIS, PAYLOAD_TOO_LARGE, webpush_topic
-from dialogue_fastapi.push.vapid import load_vapid_key
+from dialogue_fastapi.push.vapid import VAPID_REUSE, VapidSigner, load_vapid_key
 from dialogue_fastapi.push.webpush import WebPushSender, generate_vapid_key, vapid_public_key
 
 SUBJECT = "mailto:ops@example.com"
@@ -171,6 +172,45 @@ async def test_two_push_services_each_get_their_own_audience(sender: WebPushSend
     finally:
         for service in services:
             await service.stop()
+
+
+async def test_the_vapid_header_is_reused_per_push_service_for_minutes_only(
+        webpush_service: FakeWebPush, clock: Clock) -> None:
+    sender = WebPushSender(generate_vapid_key(), SUBJECT, clock=clock)
+    sub = webpush_service.subscribe()
+    try:
+        for step in (0, 60, VAPID_REUSE - 61, 2, 30):
+            clock.advance(step)
+            assert (await sender.send(sub.device(), Notification("x"))).outcome is Outcome.DELIVERED
+    finally:
+        await sender.close()
+    assert webpush_service.rejected == []
+    exps = [r.claims["exp"] for r in webpush_service.received]
+    # signed at 0, reused until VAPID_REUSE seconds later, then signed afresh and reused again
+    assert exps[0] == exps[1] == exps[2] < exps[3] == exps[4]
+    assert exps[3] - exps[0] >= VAPID_REUSE
+
+
+def test_every_vapid_token_is_signed_from_a_fresh_claims_dict() -> None:
+    """py_vapid must never see a dict another audience used (pywebpush's webpush() mutates it)."""
+    seen: list[dict[str, object]] = []
+    signer = VapidSigner(generate_vapid_key(), SUBJECT, reuse=0)
+    real_sign = signer._vapid.sign
+
+    def spy(claims: dict[str, object]) -> dict[str, str]:
+        seen.append(claims)
+        result: dict[str, str] = real_sign(claims)
+        claims["aud"] = "https://mutated.example"  # what a mutating caller would leave behind
+        return result
+
+    signer._vapid.sign = spy
+    first = signer.authorization("https://a.example")
+    second = signer.authorization("https://b.example")
+    assert first != second and len(seen) == 2 and seen[0] is not seen[1]
+    assert [c["sub"] for c in seen] == [SUBJECT, SUBJECT]
+    assert first.startswith("vapid t=") and ",k=" + signer.public_key in first
+    with pytest.raises(ValueError, match="vapid"):
+        signer.authorization("https://[::1]")  # py_vapid's audience check
 
 
 async def test_an_oversized_body_is_trimmed_with_an_ellipsis(
