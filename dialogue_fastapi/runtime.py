@@ -195,6 +195,9 @@ class Runtime:
         stored = getattr(self.store, "push_registrations", None)
         if callable(stored):
             push.use_registrations(stored())
+        preferences = getattr(self.store, "push_preferences", None)  # quiet hours, muted rooms
+        if callable(preferences):
+            push.use_preferences(preferences())
         push.build_senders()
         if self.push_dispatch is None:
             return

@@ -16,7 +16,7 @@ LAYERS: list[set[str]] = [
     {"core.hooks", "core.background", "core.outages", "brokers.base", "stores.base",
      "auth.origins", "core.peers", "auth.log_redaction", "websocket.nodelay", "node.exit_signal",
      "publish.lane", "sse.cursor", "auth", "websocket", "sse", "rest", "publish", "rooms",
-     "push", "push.validation", "push.registrations", "push.outbox",
+     "push", "push.validation", "push.registrations", "push.outbox", "push.preferences",
      "limits", "cluster", "node", "contract", "usecases", "metrics",
      # OpenTelemetry (the only importer of opentelemetry) and the JSON log formatter
      "tracing", "tracing.otel", "logs"},
@@ -36,7 +36,8 @@ LAYERS: list[set[str]] = [
      # the senders (other engineers own them; placed here so the fitness test covers them)
      "push.payload", "push.httpclient", "push.vapid", "push.webpush", "push.fcm_auth", "push.fcm",
      "push.apns_token", "push.apns",
-     "stores.migrations.versions.r0003_push"},
+     "stores.migrations.versions.r0003_push", "stores.sql_push_preferences",
+     "stores.migrations.versions.r0004_push_preferences"},
     # the parts of a node
     {"node.connection", "node.collector", "publish.pipeline", "publish.handlers", "rooms.registry",
      "websocket.commands",

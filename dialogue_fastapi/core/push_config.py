@@ -74,6 +74,10 @@ class PushConfig(_Frozen):
                              "at most (more collapse into the next one)")
     max_attempts: int = Field(default=5, ge=1, le=20, description="tries of one send (429 and 5xx "
                               "are retried with jittered backoff, honouring Retry-After)")
+    claim_lease: float = Field(
+        default=120.0, ge=1, le=3600, description="seconds a node holds the outbox rows it claimed "
+        "(renewed while it is sending them); a node that died holding rows leaves them to the "
+        "others when it runs out")
 
     @field_validator("vapid_subject")
     @classmethod

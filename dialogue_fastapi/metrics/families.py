@@ -119,8 +119,8 @@ class PushFamilies:
                                ("provider",), registry=registry)
         self.notifications = Counter(
             "dialogue_push_notifications_total",
-            "Notifications not sent to anyone: dropped (queue full), cancelled (all online when "
-            "due) or collapsed into another", ("outcome",), registry=registry)
+            "Notifications not sent when due: dropped (queue full), cancelled (all online), "
+            "collapsed into another, muted, held for quiet hours", ("outcome",), registry=registry)
         self.queue = Gauge("dialogue_push_queue_depth", "Events waiting for the push dispatcher",
                            registry=registry, multiprocess_mode="livesum")
         self.in_flight = Gauge("dialogue_push_in_flight", "Sends waiting for a push service",

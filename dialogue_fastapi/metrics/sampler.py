@@ -64,7 +64,7 @@ class Sampler:
     def _sample_push(self, push: PushFamilies, stats: dict[str, int]) -> None:
         push.queue.set(stats.get("queue_depth", 0))
         push.in_flight.set(stats.get("in_flight", 0))
-        for outcome in ("dropped", "cancelled", "collapsed"):
+        for outcome in ("dropped", "cancelled", "collapsed", "muted", "held"):
             self._growth.feed(push.notifications.labels(outcome), ("push", outcome),
                               stats.get(outcome, 0))
 

@@ -28,6 +28,7 @@ from ..rooms.registry import Room, RoomRegistry
 from .base import DEFAULT_TTL, Notification
 from .delivery import Delivery, Done
 from .outbox import MemoryOutbox, OutboxEntry, PushOutbox
+from .preferences import MUTED
 from .recipients import devices, pushes
 from .registrations import Registration
 from .service import PushService
@@ -51,7 +52,7 @@ class PushDispatcher:
         self.counters = self.delivery.counters
         self.outbox: PushOutbox = MemoryOutbox()
         self.poll = 0.1  # seconds between claims when nothing woke the loop
-        self.lease_ms = 120_000  # a claimed row is another node's again after this
+        self.lease_ms = int(config.claim_lease * 1000)  # a claimed row is free again after this
         self.owner = "n" + secrets.token_hex(6)
         self._grace_ms = int(config.grace_period * 1000)
         self._intake: asyncio.Queue[tuple[Room, EventMessage]] = asyncio.Queue(config.queue_size)
@@ -77,7 +78,8 @@ class PushDispatcher:
 
     def stats(self) -> dict[str, int]:
         """Counters and the queue depth (events waiting to be written, sends in flight)."""
-        return {**self.counters.as_dict(), "queue_depth": self._intake.qsize(),
+        return {**self.counters.as_dict(), **self._service.preferences.stats(),
+                "queue_depth": self._intake.qsize(),
                 "in_flight": self.delivery.in_flight}
 
     # room events -------------------------------------------------------------------------
@@ -135,10 +137,29 @@ class PushDispatcher:
                 await asyncio.wait_for(self._wake.wait(), self.poll)
 
     async def _room_rows(self, rows: list[OutboxEntry]) -> None:
+        renewing = asyncio.create_task(self._renew(rows), name="push-lease")
         try:
             await self._process(rows)
         except Exception:  # the lease runs out and a node tries again
             logger.exception("push: sending notifications of room %s failed", rows[0].room)
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+
+    async def _renew(self, rows: list[OutboxEntry]) -> None:
+        """Hold the claim while the rows are being sent (retries may outlast one lease): every
+        third of the lease, the lease is extended on the rows this claim still holds."""
+        ids = [r.id for r in rows]
+        token = rows[0].claimed_by
+        if token is None:
+            return
+        while True:
+            await asyncio.sleep(self.lease_ms / 3000)
+            try:
+                await self.outbox.renew(ids, token, _ms() + self.lease_ms)
+            except Exception:
+                logger.exception("push: renewing the claim of %d notifications failed", len(ids))
 
     async def _process(self, rows: list[OutboxEntry]) -> None:
         room = self._registry.find(rows[0].room)
@@ -165,16 +186,26 @@ class PushDispatcher:
         if finished:
             await self.outbox.finish(finished)
         if later:
-            await self.outbox.release(list(later), _ms() + int(max(later.values()) * 1000))
+            await self.outbox.release(list(later), _ms() + int(min(later.values()) * 1000))
 
     async def _to_device(self, room: Room, registration: Registration, rows: list[OutboxEntry],
                          later: dict[int, float]) -> None:
+        # quiet hours and muted rooms (push/preferences.py): done without a send, or held
+        hold = await self._service.preferences.hold(registration.user_id, room.id)
+        if hold == MUTED:
+            await self.outbox.mark_sent([r.id for r in rows], registration.id, _ms())
+            return
+        if hold:
+            for row in rows:
+                later[row.id] = min(later.get(row.id, hold), hold)
+            return
+        # -------------------------------------------------------------------------------
         notification = collapse([from_json(r.notification) for r in rows], room.config.name)
         outcome = await self.delivery.send(registration, notification)
         if outcome is Done.LATER:
             wait = self.delivery.wait_for_rate(registration.id)
-            for row in rows:
-                later[row.id] = max(later.get(row.id, 0.0), wait)
+            for row in rows:  # the soonest any device of the row may receive (quiet hours: hours)
+                later[row.id] = min(later.get(row.id, wait), wait)
             return
         self.counters.collapsed += len(rows) - 1
         await self.outbox.mark_sent([r.id for r in rows], registration.id, _ms())

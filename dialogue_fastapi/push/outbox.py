@@ -30,6 +30,7 @@ class OutboxEntry:
     id: int = 0
     attempts: int = 0
     claimed_until: int | None = field(default=None, compare=False)
+    claimed_by: str | None = field(default=None, compare=False)  # the claim's token
 
 
 class PushOutbox(Protocol):
@@ -43,6 +44,10 @@ class PushOutbox(Protocol):
                     limit: int) -> list[OutboxEntry]:
         """Claim unclaimed (or lease-expired) rows due by ``now``, and the rows of the same rooms
         due by ``now + horizon`` (they collapse with them), for ``lease`` ms; ascending seq."""
+        ...
+
+    async def renew(self, ids: Collection[int], token: str, until: int) -> None:
+        """Extend the lease to ``until`` on those of the rows the claim ``token`` still holds."""
         ...
 
     async def sent_to(self, ids: Collection[int]) -> dict[int, set[str]]:
@@ -89,9 +94,17 @@ class MemoryOutbox:
         rooms = {r.room for r in free if r.due_at <= now}
         chosen = sorted((r for r in free if r.room in rooms and r.due_at <= now + horizon),
                         key=lambda r: (r.due_at, r.seq))[:limit]
+        token = f"{owner}:{next(self._ids)}"
         for row in chosen:
-            self._rows[row.id] = replace(row, claimed_until=now + lease, attempts=row.attempts + 1)
+            self._rows[row.id] = replace(row, claimed_until=now + lease, claimed_by=token,
+                                         attempts=row.attempts + 1)
         return sorted((self._rows[r.id] for r in chosen), key=lambda r: (r.room, r.seq))
+
+    async def renew(self, ids: Collection[int], token: str, until: int) -> None:
+        for i in ids:
+            row = self._rows.get(i)
+            if row is not None and row.claimed_by == token:
+                self._rows[i] = replace(row, claimed_until=until)
 
     async def sent_to(self, ids: Collection[int]) -> dict[int, set[str]]:
         return {i: set(self._sent.get(i, ())) for i in ids}
@@ -105,7 +118,7 @@ class MemoryOutbox:
         for i in ids:
             row = self._rows.get(i)
             if row is not None:
-                self._rows[i] = replace(row, claimed_until=None, due_at=due_at)
+                self._rows[i] = replace(row, claimed_until=None, claimed_by=None, due_at=due_at)
 
     async def finish(self, ids: Collection[int]) -> None:
         for i in ids:

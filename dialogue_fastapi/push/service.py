@@ -1,6 +1,7 @@
 """The push service of one node: its settings, where registrations live, and the senders.
 
-Built by the runtime when ``push=`` is configured. Registrations go to the SQL
+Built by the runtime when ``push=`` is configured. Registrations (and users' push
+preferences) go to the SQL
 store when the app has one (``SqlStore``), else to memory. Senders are made
 from the settings of each provider that is on, or given directly (a
 ``PushSender`` per kind: the seam tests and custom providers use).
@@ -14,6 +15,7 @@ from typing import Any
 
 from ..core.push_config import PushConfig
 from .base import PushSender
+from .preferences import MemoryPreferences, PreferenceGate, PushPreferences
 from .registrations import MemoryRegistrations, PushRegistrations
 from .validation import EndpointPolicy, Resolver, resolve
 
@@ -34,6 +36,8 @@ class PushService:
         #: how endpoint hosts are resolved for the SSRF check (a seam: tests resolve without DNS)
         self.resolver: Resolver = resolve
         self.registrations: PushRegistrations = MemoryRegistrations()
+        #: quiet hours and muted rooms: the store and the dispatcher's check
+        self.preferences = PreferenceGate(MemoryPreferences())
         self.senders: dict[str, PushSender] = dict(senders or {})
         self.vapid_public_key: str | None = None
         if config.vapid_private_key is not None:
@@ -44,6 +48,10 @@ class PushService:
     def use_registrations(self, registrations: PushRegistrations) -> None:
         """Keep registrations in the store (the runtime calls it once the store has started)."""
         self.registrations = registrations
+
+    def use_preferences(self, preferences: PushPreferences) -> None:
+        """Keep push preferences in the store (the runtime calls it with a SQL store)."""
+        self.preferences.store = preferences
 
     def build_senders(self) -> None:
         """A sender for each configured provider that was not given one."""

@@ -1,4 +1,4 @@
-"""Bodies and answers of the push registration routes (``/push/...``), for OpenAPI.
+"""Bodies and answers of the push routes (``/push/...``: registrations, preferences), for OpenAPI.
 
 ``POST /push/subscriptions`` takes one of three bodies, told apart by
 ``kind``. A browser's ``PushSubscription.toJSON()`` is accepted as the
@@ -10,6 +10,9 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from ..core.rules import ROOM_ID_PATTERN
+from ..push.preferences import MAX_MUTED_ROOMS
 
 RoomIds = Annotated[list[Annotated[str, Field(max_length=1024)]], Field(
     default_factory=list, max_length=50,
@@ -93,4 +96,48 @@ REGISTRATION_EXAMPLES = {
         "kind": "fcm", "token": "dQw4w9WgXcQ:APA91bH...", "rooms": []}},
     "apns": {"summary": "an iOS app (development build)", "value": {
         "kind": "apns", "token": "a" * 64, "topic": "com.example.chat", "sandbox": True}},
+}
+
+
+HH_MM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class QuietHoursBody(BaseModel):
+    """A daily window without notifications; ``start`` after ``end`` crosses midnight."""
+
+    model_config = ConfigDict(extra="forbid")
+    start: str = Field(pattern=HH_MM, description="HH:MM, local time in tz")
+    end: str = Field(pattern=HH_MM, description="HH:MM, local time in tz (not equal to start)")
+    tz: str = Field(min_length=1, max_length=64,
+                    description="an IANA time zone this server knows, e.g. Europe/Paris")
+
+
+class PushPreferencesBody(BaseModel):
+    """The caller's push preferences (``PUT`` replaces them all)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"quiet_hours": {"start": "22:00", "end": "07:00", "tz": "Europe/Paris"},
+         "muted_rooms": ["random", "dm:alice:bob"]}]})
+    quiet_hours: QuietHoursBody | None = Field(
+        default=None, description="notifications due inside the window are held until it ends, "
+        "then collapse into one per room and device; null: none")
+    muted_rooms: list[Annotated[str, Field(min_length=1, max_length=1024,
+                                           pattern=ROOM_ID_PATTERN.pattern)]] = Field(
+        default_factory=list, max_length=MAX_MUTED_ROOMS,
+        description="room ids that never notify this user (they need not exist)")
+
+
+class PushPreferencesInfo(PushPreferencesBody):
+    """The caller's push preferences as stored."""
+
+    updated_at: float | None = Field(description="seconds since the epoch; null: never set")
+
+
+#: OpenAPI examples of PUT /push/preferences
+PREFERENCES_EXAMPLES = {
+    "night": {"summary": "quiet from 22:00 to 07:00 in Paris, two rooms muted", "value": {
+        "quiet_hours": {"start": "22:00", "end": "07:00", "tz": "Europe/Paris"},
+        "muted_rooms": ["random", "dm:alice:bob"]}},
+    "none": {"summary": "no quiet hours, nothing muted", "value": {
+        "quiet_hours": None, "muted_rooms": []}},
 }

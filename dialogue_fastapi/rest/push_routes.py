@@ -1,4 +1,5 @@
-"""REST routes of push registration (``/push/...``): adapters over ``usecases.push``.
+"""REST routes of push registration and preferences (``/push/...``): adapters over
+``usecases.push``.
 
 Mounted only when ``push=`` is configured. Every route authenticates like the
 other REST routes and counts in the ``RateLimit(http={"push": ...})`` budget
@@ -14,7 +15,10 @@ from ..runtime import Runtime
 from ..usecases import Caller, PushRegistrationRequest, UseCases
 from .errors import error_responses, route_class
 from .push_models import (
+    PREFERENCES_EXAMPLES,
     REGISTRATION_EXAMPLES,
+    PushPreferencesBody,
+    PushPreferencesInfo,
     PushRegistrationBody,
     RegistrationId,
     RegistrationList,
@@ -69,6 +73,25 @@ def build_push_routes(rt: Runtime, uc: UseCases, caller: Callable[..., Any],
         """Delete one of the caller's registrations (another user's is ``NOT_FOUND``)."""
         await uc.push.unregister(user, registration_id)
         return Response(status_code=204)
+
+    @router.get("/push/preferences", response_model=PushPreferencesInfo,
+                responses=error_responses(400, 401, 429))
+    @limited("push")
+    async def preferences(user: User, request: Request, response: Response) -> dict[str, Any]:
+        """The caller's quiet hours and muted rooms."""
+        return (await uc.push.preferences(user)).to_dict()
+
+    @router.put("/push/preferences", response_model=PushPreferencesInfo,
+                responses=error_responses(400, 401, 429))
+    @limited("push")
+    async def set_preferences(
+        user: User, request: Request, response: Response,
+        body: Annotated[PushPreferencesBody, Body(openapi_examples=PREFERENCES_EXAMPLES)],
+    ) -> dict[str, Any]:
+        """Replace the caller's quiet hours and muted rooms (a muted room never notifies them;
+        a notification due in quiet hours is held until they end)."""
+        quiet = body.quiet_hours.model_dump() if body.quiet_hours is not None else None
+        return (await uc.push.set_preferences(user, quiet, body.muted_rooms)).to_dict()
 
     return router
 

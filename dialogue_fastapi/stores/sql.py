@@ -23,6 +23,7 @@ from .sql_engine import check_url, create_engine, insert_ignore, read_meta, upse
 from .sql_errors import classify, first_line, outage
 from .sql_lock import FileLock, lock_path
 from .sql_push import SqlRegistrations
+from .sql_push_preferences import SqlPreferences
 from .sql_queries import (
     audit_entry,
     audit_selects,
@@ -114,6 +115,10 @@ class SqlStore:
     def push_registrations(self) -> SqlRegistrations:
         """Push registrations in this database (``<prefix>push_registrations``); after start."""
         return SqlRegistrations(self.engine, self.tables)
+
+    def push_preferences(self) -> SqlPreferences:
+        """Users' push preferences (``<prefix>push_preferences``); after start."""
+        return SqlPreferences(self.engine, self.tables)
 
     # EventStore ----------------------------------------------------------------
     async def append(self, messages: list[EventMessage], epochs: Mapping[str, str]) -> None:

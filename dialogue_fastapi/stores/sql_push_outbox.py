@@ -4,7 +4,11 @@
 A claim is one ``UPDATE ... WHERE`` that sets ``claimed_by`` to a fresh token and
 ``claimed_until`` to the lease's end, on rows that are unclaimed or whose lease ran out;
 the database re-checks that condition on the row it locks, so two nodes never claim
-the same row. The claimer then reads back the rows carrying its token.
+the same row. Where the database has it (PostgreSQL, MySQL) the ids are chosen with
+``FOR UPDATE SKIP LOCKED``: concurrent claimers take disjoint rows without waiting for
+each other. The claimer then reads back the rows carrying its token, and
+:meth:`SqlPushOutbox.renew` extends the lease of the rows that token still holds while
+they are being sent.
 """
 
 from __future__ import annotations
@@ -56,7 +60,8 @@ class SqlPushOutbox:
         free = or_(t.c.claimed_until.is_(None), t.c.claimed_until < now)
         due_rooms = select(t.c.room).where(t.c.due_at <= now, free).distinct()
         wanted = (select(t.c.id).where(free, t.c.due_at <= now + horizon, t.c.room.in_(due_rooms))
-                  .order_by(t.c.due_at, t.c.seq).limit(limit))
+                  .order_by(t.c.due_at, t.c.seq).limit(limit)
+                  .with_for_update(skip_locked=True))  # PostgreSQL, MySQL; SQLite: not rendered
         async with self._engine.begin() as conn:
             ids = [row.id for row in await conn.execute(wanted)]
             if not ids:
@@ -70,7 +75,13 @@ class SqlPushOutbox:
     @staticmethod
     def _entry(r: Any) -> OutboxEntry:
         return OutboxEntry(r.room, r.seq, r.event, r.sender, dict(r.notification or {}), r.due_at,
-                           r.id, r.attempts, r.claimed_until)
+                           r.id, r.attempts, r.claimed_until, r.claimed_by)
+
+    async def renew(self, ids: Collection[int], token: str, until: int) -> None:
+        t = self._t.push_outbox
+        async with self._engine.begin() as conn:
+            await conn.execute(update(t).where(t.c.id.in_(list(ids)), t.c.claimed_by == token)
+                               .values(claimed_until=until))
 
     async def sent_to(self, ids: Collection[int]) -> dict[int, set[str]]:
         s = self._t.push_sent

@@ -33,7 +33,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_REVISION = "r0003"
+SCHEMA_REVISION = "r0004"
 DEFAULT_PREFIX = "dialogue_"
 _PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,23}$")
 
@@ -107,6 +107,7 @@ class Tables:
     push_rooms: Table
     push_outbox: Table
     push_sent: Table
+    push_preferences: Table
     version_table: str
 
     def names(self) -> list[str]:
@@ -129,7 +130,8 @@ def build_tables(prefix: str = DEFAULT_PREFIX) -> Tables:
     push, audit, outbox, meta = _other_tables(md, p)
     push_rooms, push_outbox, push_sent = _push_tables(md, p)
     return Tables(p, md, events, rooms, push, audit, outbox, meta, _dead_letters(md, p),
-                  push_rooms, push_outbox, push_sent, f"{p}alembic_version")
+                  push_rooms, push_outbox, push_sent, _push_preferences(md, p),
+                  f"{p}alembic_version")
 
 
 def _event_tables(md: MetaData, p: str) -> tuple[Table, Table]:
@@ -260,3 +262,16 @@ def _push_tables(md: MetaData, p: str) -> tuple[Table, Table, Table]:
         Column("sent_at", BigInteger, nullable=False),
     )
     return push_rooms, push_outbox, push_sent
+
+
+def _push_preferences(md: MetaData, p: str) -> Table:
+    """Each user's quiet hours (``HH:MM`` to ``HH:MM`` in an IANA zone) and muted rooms."""
+    return Table(
+        f"{p}push_preferences", md,
+        Column("user_id", String(TEXT_ID), primary_key=True),
+        Column("quiet_start", String(5)),  # None: no quiet hours
+        Column("quiet_end", String(5)),
+        Column("tz", String(64)),
+        Column("muted", JSONValue),  # room ids
+        Column("updated_at", UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow),
+    )

@@ -18,7 +18,7 @@ from .sql_schema import SCHEMA_REVISION, Tables
 
 logger = logging.getLogger("dialogue_fastapi")
 
-KNOWN_REVISIONS = ["r0001", "r0002"]  # oldest first; the last one is SCHEMA_REVISION
+KNOWN_REVISIONS = ["r0001", "r0002", "r0003"]  # oldest first; the last one is SCHEMA_REVISION
 
 
 def _lock_key(prefix: str) -> int:

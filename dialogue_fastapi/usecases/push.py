@@ -10,9 +10,13 @@ user may not read.
 
 from __future__ import annotations
 
+import re
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..core.errors import BadRequest, NotFound
+from ..core.rules import check_room_id
+from ..push.preferences import MAX_MUTED_ROOMS, Preferences, QuietHours
 from ..push.registrations import Registration
 from ..push.validation import (
     InvalidRegistration,
@@ -26,10 +30,11 @@ from .caller import Caller
 from .requests import PushRegistrationRequest
 
 MAX_ROOMS_PER_REGISTRATION = 50
+_HH_MM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 
 
 class PushRegistrationUseCases:
-    """Register, list and delete the caller's devices."""
+    """Register, list and delete the caller's devices; read and set their push preferences."""
 
     def __init__(self, rt: Runtime, access: Access) -> None:
         self._rt = rt
@@ -102,3 +107,52 @@ class PushRegistrationUseCases:
         if caller.user_id is None or not await self._service().registrations.delete(
                 caller.user_id, registration_id):
             raise NotFound(f"no push registration '{registration_id[:80]}' of yours")
+
+    # preferences: quiet hours and muted rooms ----------------------------------------------
+    async def preferences(self, caller: Caller) -> Preferences:
+        """The caller's own push preferences (the defaults when never set)."""
+        user_id = _user(caller)
+        found: Preferences = await self._service().preferences.store.get(user_id)
+        return found
+
+    async def set_preferences(self, caller: Caller, quiet_hours: dict[str, str] | None,
+                              muted_rooms: list[str]) -> Preferences:
+        """Replace the caller's preferences (BAD_REQUEST for a bad time, zone or room id).
+
+        A muted room need not exist (yet): a room of a family or one created at runtime is
+        muted by its id, and a deleted one simply never notifies."""
+        user_id = _user(caller)
+        service = self._service()
+        if len(muted_rooms) > MAX_MUTED_ROOMS:
+            raise BadRequest(f"at most {MAX_MUTED_ROOMS} muted rooms")
+        muted = tuple(dict.fromkeys(check_room_id(r, self._rt.config.max_room_id_length)
+                                    for r in muted_rooms))
+        saved: Preferences = await service.preferences.store.put(
+            Preferences(user_id, _quiet(quiet_hours), muted))
+        return saved
+
+
+def _user(caller: Caller) -> str:
+    if caller.user_id is None:
+        raise BadRequest("push preferences are a user's: the application has none")
+    return caller.user_id
+
+
+def _quiet(value: dict[str, str] | None) -> QuietHours | None:
+    """Checked quiet hours: HH:MM times (not equal) and a zone this server knows."""
+    if value is None:
+        return None
+    start, end, tz = value.get("start", ""), value.get("end", ""), value.get("tz", "")
+    for name, given in (("start", start), ("end", end)):
+        if not _HH_MM.fullmatch(given):
+            raise BadRequest(f"quiet_hours.{name} must be a time of day as HH:MM (00:00-23:59)")
+    if start == end:
+        raise BadRequest("quiet_hours: start and end are equal (mute the rooms instead)")
+    try:
+        if not tz or len(tz) > 64:
+            raise ValueError(tz)
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise BadRequest(f"quiet_hours.tz: unknown time zone {tz[:64]!r} "
+                         "(an IANA name such as Europe/Paris)") from None
+    return QuietHours(start, end, tz)
