@@ -122,6 +122,20 @@ async def test_offline_member_is_notified_and_online_member_is_not(serve, probe,
     assert dispatcher(dialogue).counters.sent == 1
 
 
+async def test_when_always_notifies_online_members_too(serve, probe, fake) -> None:
+    dialogue = make(when="always")
+    srv = await serve(dialogue)
+    alice, bob, carol = fake.subscribe(), fake.subscribe(), fake.subscribe()
+    for user, sub in (("alice", alice), ("bob", bob), ("carol", carol)):
+        await register(dialogue, user, sub, ["design"])
+    bob_ws = await probe(ws_as(srv, "bob"))
+    await bob_ws.request("join", room="design")
+    await dialogue.trigger("design", "message", {"text": "hello"}, from_="carol")
+    await until(lambda: fake.for_path(alice) and fake.for_path(bob), what="both notifications")
+    await settled(dialogue)
+    assert [len(fake.for_path(s)) for s in (alice, bob, carol)] == [1, 1, 0]  # never the sender
+
+
 async def test_template_and_family_members(serve, probe, fake) -> None:
     dialogue = make()
     await serve(dialogue)
