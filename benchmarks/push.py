@@ -2,6 +2,7 @@
 
     python benchmarks/push.py [--quick] [--only sends|fanout] [--json out.json]
                               [--send-duration 5] [--send-reps 3] [--subscriptions 200]
+                              [--transport aiohttp|httpx] [--sample N]
                               [fan-out options of fanout.py: --reps, --subscribers, ...]
 
 **sends**: this process (one uvloop event loop, pinned to CPU 1) runs one
@@ -10,15 +11,20 @@
 (``push_service.py``: verifies the VAPID JWT and decrypts every payload), which runs in
 another process pinned to CPU 0. Every send is a whole send: payload built and fitted,
 encrypted for the subscription (pywebpush, aes128gcm, a new ephemeral key per message),
-VAPID header (py_vapid), POST over httpx, answer classified. Configurations:
+VAPID header (py_vapid), POST over the sender's transport (aiohttp or httpx), answer
+classified. ``--sample N`` runs the fake in its sampling mode (``push_service.py``:
+VAPID verified once per distinct header, one payload in N decrypted): the full fake
+costs ~0.6 ms of CPU per push, as much as the aiohttp sender, so its core may set the
+rate.
+Configurations (``--transport`` keeps one transport's rows):
 
-- ``h1 pool=16 c=16``: the defaults (HTTP/1.1, 16 connections, 16 sends in flight as
-  the dispatcher's ``concurrency``, the VAPID header reused per push service for 10
-  minutes);
+- ``aiohttp pool=16 c=16``: the defaults (aiohttp, HTTP/1.1, 16 connections, 16 sends
+  in flight as the dispatcher's ``concurrency``, the VAPID header reused per push
+  service for 10 minutes); ``httpx h1 pool=16 c=16``: the same on httpx;
 - ``sign-each``: a VAPID token signed for every send (``vapid_reuse=0``);
 - ``pool=4 c=4``, ``pool=4 c=16``, ``pool=16 c=64``, ``pool=64 c=64``: pool size and
   sends in flight;
-- ``(hypercorn)``: the same fake under Hypercorn, over HTTP/1.1 and over HTTP/2
+- ``(hypercorn)``: the same fake under Hypercorn, over HTTP/1.1 and (httpx) over HTTP/2
   (prior knowledge on plain TCP: real push services speak HTTP/2 over TLS, which
   ``http2=True`` negotiates; the fake has no TLS here), every send multiplexed on one
   connection. Skipped when Hypercorn is not installed.
@@ -28,7 +34,8 @@ process's CPU per send, the service's CPU utilisation (near 100%: the service, n
 the sender, set the rate) and the capacity of the sender's core (1 / CPU per send).
 The CPU split per send comes from the same process: the payload, the encryption,
 the VAPID signature and the key check are timed alone (``time.process_time`` over
-many calls); the HTTP client and event loop are what remains of the CPU per send.
+many calls); the HTTP client and event loop are what remains of the CPU per send
+(given for the default configuration of each transport).
 
 **fanout**: ``fanout.py``'s throughput and latency phases against the benchmark
 dialogue server, plain (``dialogue``) and with ``DIALOGUE_BENCH_PUSH=1``
@@ -72,7 +79,7 @@ from _servers import BENCH_DIR, REPO_DIR, ServerError, _pin_and_tie, _stop, free
 from dialogue_fastapi.push.base import Device, Notification, Outcome
 from dialogue_fastapi.push.payload import fit
 from dialogue_fastapi.push.vapid import VapidSigner, generate_vapid_key
-from dialogue_fastapi.push.webpush import WebPushSender, _builder, _valid_keys, encrypt
+from dialogue_fastapi.push.webpush import WebPushSender, _builder, _HttpxPoster, _valid_keys, encrypt
 
 PUSH_KIND, PUSH_ENV = "dialogue+push", "DIALOGUE_BENCH_PUSH"
 SUBJECT = "mailto:bench@example.com"
@@ -84,6 +91,7 @@ NOTIFICATION = Notification("New message in Design", "Ada: the review is at thre
 @dataclass(frozen=True)
 class SendConfig:
     label: str
+    transport: str = "aiohttp"
     server: str = "uvicorn"  # the fake's server
     http2: bool = False  # (the sender's default is True; over plain http it speaks HTTP/1.1)
     pool: int = 16
@@ -91,16 +99,24 @@ class SendConfig:
     concurrency: int = 16  # sends in flight (PushConfig.concurrency defaults to 16)
 
 
+DEFAULTS = {"aiohttp": "aiohttp pool=16 c=16", "httpx": "httpx h1 pool=16 c=16"}
 CONFIGS = [
-    SendConfig("h1 pool=16 c=16"),
-    SendConfig("h1 pool=16 c=16 sign-each", reuse=0.0),
-    SendConfig("h1 pool=4 c=4", pool=4, concurrency=4),
-    SendConfig("h1 pool=4 c=16", pool=4),
-    SendConfig("h1 pool=16 c=64", concurrency=64),
-    SendConfig("h1 pool=64 c=64", pool=64, concurrency=64),
-    SendConfig("h1 pool=16 c=16 (hypercorn)", server="hypercorn"),
-    SendConfig("h2 1 conn c=16 (hypercorn)", server="hypercorn", http2=True, pool=1),
-    SendConfig("h2 1 conn c=64 (hypercorn)", server="hypercorn", http2=True, pool=1, concurrency=64),
+    SendConfig("aiohttp pool=16 c=16"),
+    SendConfig("aiohttp pool=16 c=16 sign-each", reuse=0.0),
+    SendConfig("aiohttp pool=4 c=4", pool=4, concurrency=4),
+    SendConfig("aiohttp pool=16 c=64", concurrency=64),
+    SendConfig("aiohttp pool=64 c=64", pool=64, concurrency=64),
+    SendConfig("aiohttp pool=16 c=16 (hypercorn)", server="hypercorn"),
+    SendConfig("httpx h1 pool=16 c=16", "httpx"),
+    SendConfig("httpx h1 pool=16 c=16 sign-each", "httpx", reuse=0.0),
+    SendConfig("httpx h1 pool=4 c=4", "httpx", pool=4, concurrency=4),
+    SendConfig("httpx h1 pool=4 c=16", "httpx", pool=4),
+    SendConfig("httpx h1 pool=16 c=64", "httpx", concurrency=64),
+    SendConfig("httpx h1 pool=64 c=64", "httpx", pool=64, concurrency=64),
+    SendConfig("httpx h1 pool=16 c=16 (hypercorn)", "httpx", server="hypercorn"),
+    SendConfig("httpx h2 1 conn c=16 (hypercorn)", "httpx", server="hypercorn", http2=True, pool=1),
+    SendConfig("httpx h2 1 conn c=64 (hypercorn)", "httpx", server="hypercorn", http2=True, pool=1,
+               concurrency=64),
 ]
 
 
@@ -110,6 +126,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, argparse.Nam
     p.add_argument("--subscriptions", type=int, default=200)
     p.add_argument("--send-duration", type=float, default=None, help="seconds per configuration (5)")
     p.add_argument("--send-reps", type=int, default=None, help="repetitions of every configuration (3)")
+    p.add_argument("--transport", choices=("aiohttp", "httpx"), help="only this transport's configurations")
+    p.add_argument("--sample", type=int, default=1,
+                   help="the fake decrypts one push in N and verifies each VAPID header once (1: all)")
     own, rest = p.parse_known_args(argv)
     fan = fanout_parser(("dialogue", PUSH_KIND), {100: 300.0, 1000: 20.0})
     fan.add_argument("--idle", type=int, default=None, help="idle connections for RSS (1000)")
@@ -124,12 +143,12 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, argparse.Nam
 
 # sends ------------------------------------------------------------------------------------
 @contextlib.asynccontextmanager
-async def push_service(cfg: SendConfig, subscriptions: int,
-                       cpu: int | None) -> AsyncIterator[tuple[int, int]]:
+async def push_service(cfg: SendConfig, subscriptions: int, cpu: int | None,
+                       sample: int = 1) -> AsyncIterator[tuple[int, int]]:
     """The fake Web Push service in its own process pinned to ``cpu``: (port, pid)."""
     port = free_port()
     cmd = [sys.executable, str(BENCH_DIR / "push_service.py"), str(port), str(subscriptions),
-           "--server", cfg.server]
+           "--server", cfg.server, "--sample", str(sample)]
     proc = subprocess.Popen(cmd, cwd=REPO_DIR, stdin=subprocess.DEVNULL, preexec_fn=_pin_and_tie(cpu))
     try:
         async with httpx.AsyncClient() as client:
@@ -150,9 +169,10 @@ async def push_service(cfg: SendConfig, subscriptions: int,
 
 def sender_for(cfg: SendConfig) -> WebPushSender:
     sender = WebPushSender(generate_vapid_key(), SUBJECT, max_connections=cfg.pool, vapid_reuse=cfg.reuse,
-                           http2=cfg.http2)
+                           transport="httpx" if cfg.transport == "httpx" else "aiohttp", http2=cfg.http2)
     if cfg.http2:  # plain-TCP HTTP/2 needs prior knowledge (over TLS, http2=True negotiates it)
-        sender._client._client = httpx.AsyncClient(
+        assert isinstance(sender._transport, _HttpxPoster)
+        sender._transport.client._client = httpx.AsyncClient(
             http1=False, http2=True, follow_redirects=False, timeout=10.0,
             limits=httpx.Limits(max_connections=cfg.pool, max_keepalive_connections=cfg.pool))
     return sender
@@ -181,7 +201,7 @@ async def drive(sender: WebPushSender, devices: list[Device], concurrency: int,
 
 
 async def measure_sends(cfg: SendConfig, a: argparse.Namespace, pins: Pinning) -> dict[str, Any]:
-    async with push_service(cfg, a.subscriptions, pins.server) as (port, pid):
+    async with push_service(cfg, a.subscriptions, pins.server, a.sample) as (port, pid):
         base = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient() as client:
             devices = [Device(f"d{i}", f"u{i}", "webpush", d["endpoint"], d["keys"])
@@ -205,6 +225,8 @@ async def measure_sends(cfg: SendConfig, a: argparse.Namespace, pins: Pinning) -
             stats = (await client.get(f"{base}/bench/stats")).json()
     if stats["rejected"] or stats["received"] != delivered:
         raise RuntimeError(f"the service saw {stats} for {delivered} delivered sends ({other})")
+    if a.sample > 1 and stats["decrypted"] < delivered // a.sample:
+        raise RuntimeError(f"the service decrypted {stats['decrypted']} of {delivered} sends")
     return {"sends_per_s": delivered / wall, "sender_cpu_us_per_send": cpu / delivered * 1e6,
             "sender_cpu_util": cpu / wall, "service_cpu_util": svc / wall,
             "sender_capacity_per_s": delivered / cpu, "foreign_cores": foreign,
@@ -237,7 +259,8 @@ def cpu_split(devices: list[Device], rounds: int = 2000) -> dict[str, float]:
 
 
 async def run_sends(a: argparse.Namespace, pins: Pinning) -> dict[str, Any]:
-    configs = [c for c in CONFIGS if c.server != "hypercorn" or find_spec("hypercorn")]
+    configs = [c for c in CONFIGS if (c.server != "hypercorn" or find_spec("hypercorn"))
+               and a.transport in (None, c.transport)]
     runs: dict[str, list[dict[str, Any]]] = {c.label: [] for c in configs}
     for rep in range(a.send_reps):
         for cfg in configs if rep % 2 == 0 else configs[::-1]:
@@ -264,15 +287,17 @@ def report_sends(out: dict[str, Any]) -> str:
         rows.append((label, f"{m['sends_per_s']:.0f}", f"{m['sender_cpu_us_per_send']:.0f}",
                      f"{m['sender_cpu_util']:.0%}", f"{m['service_cpu_util']:.0%}",
                      f"{m['sender_capacity_per_s']:.0f}"))
-    default = med.get("h1 pool=16 c=16", next(iter(med.values())))
-    total = default["sender_cpu_us_per_send"]
+    defaults = {t: med[label] for t, label in DEFAULTS.items() if label in med}
     crypto = {k: v for k, v in split.items() if k != "VAPID sign (py_vapid ES256)"}
-    rest = total - sum(crypto.values())
-    srows = [("phase (default configuration)", "us CPU/send", "share")]
-    srows += [(k, f"{v:.0f}", f"{v / total:.0%}") for k, v in crypto.items()]
-    srows.append(("HTTP client (httpx) + event loop + other", f"{rest:.0f}", f"{rest / total:.0%}"))
+    srows = [("phase (default configuration)", *(f"{t} us CPU/send, share" for t in defaults))]
+    totals = {t: m["sender_cpu_us_per_send"] for t, m in defaults.items()}
+    srows += [(k, *(f"{v:.0f}  {v / total:.0%}" for total in totals.values())) for k, v in crypto.items()]
+    rests = {t: total - sum(crypto.values()) for t, total in totals.items()}
+    srows.append(("HTTP client + event loop + other",
+                  *(f"{rests[t]:.0f}  {rests[t] / totals[t]:.0%}" for t in totals)))
+    srows.append(("total", *(f"{total:.0f}" for total in totals.values())))
     srows.append(("(VAPID signed every send instead of reused)",
-                  f"+{split['VAPID sign (py_vapid ES256)']:.0f}", ""))
+                  *(f"+{split['VAPID sign (py_vapid ES256)']:.0f}" for _ in totals)))
     return f"{text_table(rows)}\n\nCPU split per send:\n{text_table(srows)}"
 
 
@@ -307,8 +332,10 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"cpu_split": split}
     with asyncio.Runner(loop_factory=new_loop) as runner:
         if a.only in (None, "sends"):
+            fake = "every push verified and decrypted" if a.sample <= 1 else \
+                f"VAPID verified once per header, 1 push in {a.sample} decrypted"
             print(f"\nWeb Push sends: {a.subscriptions} subscriptions, "
-                  f"{a.send_duration:g} s x {a.send_reps} reps per configuration", flush=True)
+                  f"{a.send_duration:g} s x {a.send_reps} reps per configuration; fake: {fake}", flush=True)
             sends = runner.run(run_sends(a, pins))
             print(f"\nmedians:\n{report_sends(sends)}\n", flush=True)
             result["sends"] = sends

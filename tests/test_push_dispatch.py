@@ -348,3 +348,17 @@ async def test_push_sends_are_metrics_by_provider_and_outcome(serve, fake) -> No
     assert value(samples, "dialogue_push_retries_total", provider="webpush") == 1
     assert value(samples, "dialogue_push_queue_depth") == 0
     assert value(samples, "dialogue_push_in_flight") == 0
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+async def test_the_configured_web_push_transport_delivers(serve, fake, transport: str) -> None:
+    dialogue = make(grace=0, webpush_transport=transport)
+    await serve(dialogue)
+    alice = fake.subscribe()
+    await register(dialogue, "alice", alice, ["design"])
+    await dialogue.trigger("design", "message", {"text": "hi"}, from_="bob")
+    await until(lambda: fake.for_path(alice), what="the notification")
+    assert fake.for_path(alice)[0].payload["body"] == "bob: hi"
+    assert dialogue.runtime.push is not None
+    sender = dialogue.runtime.push.senders["webpush"]
+    assert type(sender._transport).__name__.lower().startswith("_" + transport)  # type: ignore[attr-defined]

@@ -49,6 +49,9 @@ class PushConfig(_Frozen):
         "None: no Web Push")
     vapid_subject: str | None = Field(
         default=None, description="Web Push: a contact, 'mailto:ops@example.com' or an https URL")
+    webpush_transport: Literal["aiohttp", "httpx"] = Field(
+        default="aiohttp", description="Web Push's HTTP client: aiohttp (pywebpush's own; about "
+        "5x cheaper per send here) or httpx (HTTP/2 possible)")
     fcm: FCMConfig | None = Field(default=None, description="FCM settings; None: no FCM")
     apns: APNSConfig | None = Field(default=None, description="APNs settings; None: no APNs")
     when: Literal["offline", "always"] = Field(

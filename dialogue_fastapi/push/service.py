@@ -59,7 +59,8 @@ class PushService:
         if c.vapid_private_key is not None and "webpush" not in self.senders:
             from .webpush import WebPushSender
 
-            self.senders["webpush"] = WebPushSender(c.vapid_private_key, c.vapid_subject or "")
+            self.senders["webpush"] = WebPushSender(c.vapid_private_key, c.vapid_subject or "",
+                                                    transport=c.webpush_transport)
         if c.fcm is not None and "fcm" not in self.senders:
             from .fcm import FcmSender
 

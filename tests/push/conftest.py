@@ -12,6 +12,13 @@ from fakes.tls import Tls, make_tls
 from fakes.webpush import FakeWebPush
 
 
+@pytest.fixture(params=["aiohttp", "httpx"])
+def webpush_transport(request: pytest.FixtureRequest) -> str:
+    """Each Web Push sender test runs on both of the sender's HTTP transports."""
+    transport: str = request.param
+    return transport
+
+
 @pytest.fixture
 def clock() -> Clock:
     return Clock()

@@ -18,16 +18,18 @@ from fakes.clock import Clock
 from fakes.webpush import FakeWebPush, Reply, Subscription
 
 from dialogue_fastapi.push.base import DEFAULT_TTL, Device, Notification, Outcome
+from dialogue_fastapi.push.httpclient import SessionHolder, ssl_option
 from dialogue_fastapi.push.payload import ELLIPSIS, PAYLOAD_TOO_LARGE, webpush_topic
 from dialogue_fastapi.push.vapid import VAPID_REUSE, VapidSigner, load_vapid_key
-from dialogue_fastapi.push.webpush import WebPushSender, generate_vapid_key, vapid_public_key
+from dialogue_fastapi.push.webpush import Transport, WebPushSender, generate_vapid_key, vapid_public_key
 
 SUBJECT = "mailto:ops@example.com"
 
 
 @pytest.fixture
-async def sender() -> AsyncIterator[WebPushSender]:
-    s = WebPushSender(generate_vapid_key(), SUBJECT)
+async def sender(webpush_transport: Transport) -> AsyncIterator[WebPushSender]:
+    s = WebPushSender(generate_vapid_key(), SUBJECT, transport=webpush_transport)
+    assert s.transport == webpush_transport
     yield s
     await s.close()
 
@@ -128,10 +130,11 @@ async def test_no_answer_is_retry(sender: WebPushSender) -> None:
                           b"0123456789abcdef").device()
     result = await sender.send(device, Notification("x"))
     assert (result.outcome, result.status) == (Outcome.RETRY, None)
-    assert "ConnectError" in result.reason
+    assert "ConnectError" in result.reason or "ClientConnectorError" in result.reason  # httpx, aiohttp
 
 
-async def test_a_service_that_never_answers_is_retry_after_the_timeout(webpush_service: FakeWebPush) -> None:
+async def test_a_service_that_never_answers_is_retry_after_the_timeout(
+        webpush_service: FakeWebPush, webpush_transport: Transport) -> None:
     accepted = asyncio.Event()
 
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -143,7 +146,7 @@ async def test_a_service_that_never_answers_is_retry_after_the_timeout(webpush_s
     port = server.sockets[0].getsockname()[1]
     sub = webpush_service.subscribe()
     device = Device("d", "u", "webpush", f"http://127.0.0.1:{port}/push/x", sub.device().keys)
-    sender = WebPushSender(generate_vapid_key(), SUBJECT, timeout=0.3)
+    sender = WebPushSender(generate_vapid_key(), SUBJECT, timeout=0.3, transport=webpush_transport)
     try:
         result = await asyncio.wait_for(sender.send(device, Notification("x")), 5)
     finally:
@@ -175,8 +178,8 @@ async def test_two_push_services_each_get_their_own_audience(sender: WebPushSend
 
 
 async def test_the_vapid_header_is_reused_per_push_service_for_minutes_only(
-        webpush_service: FakeWebPush, clock: Clock) -> None:
-    sender = WebPushSender(generate_vapid_key(), SUBJECT, clock=clock)
+        webpush_service: FakeWebPush, clock: Clock, webpush_transport: Transport) -> None:
+    sender = WebPushSender(generate_vapid_key(), SUBJECT, clock=clock, transport=webpush_transport)
     sub = webpush_service.subscribe()
     try:
         for step in (0, 60, VAPID_REUSE - 61, 2, 30):
@@ -244,12 +247,13 @@ async def test_a_payload_that_cannot_fit_is_refused(
     assert webpush_service.received == []
 
 
-async def test_the_largest_payload_fills_one_4096_byte_record(webpush_service: FakeWebPush) -> None:
+async def test_the_largest_payload_fills_one_4096_byte_record(
+        webpush_service: FakeWebPush, webpush_transport: Transport) -> None:
     sub = webpush_service.subscribe()
     n = Notification("t", "")
     n = Notification("t", "b" * (3993 - len(orjson.dumps(n.payload()))))
     assert len(orjson.dumps(n.payload())) == 3993
-    sender = WebPushSender(generate_vapid_key(), SUBJECT, max_payload=3993)
+    sender = WebPushSender(generate_vapid_key(), SUBJECT, max_payload=3993, transport=webpush_transport)
     try:
         assert (await sender.send(sub.device(), n)).outcome is Outcome.DELIVERED  # the service checks 4,096
     finally:
@@ -306,8 +310,9 @@ def test_the_command_line_generates_a_key_and_prints_its_public_key(tmp_path: Pa
     assert again.stdout.strip() == public == vapid_public_key(path)
 
 
-async def test_close_is_idempotent_and_a_closed_sender_sends_again(webpush_service: FakeWebPush) -> None:
-    sender = WebPushSender(generate_vapid_key(), SUBJECT)
+async def test_close_is_idempotent_and_a_closed_sender_sends_again(
+        webpush_service: FakeWebPush, webpush_transport: Transport) -> None:
+    sender = WebPushSender(generate_vapid_key(), SUBJECT, transport=webpush_transport)
     sub = webpush_service.subscribe()
     await sender.close()  # never used
     assert (await sender.send(sub.device(), Notification("x"))).outcome is Outcome.DELIVERED
@@ -315,3 +320,48 @@ async def test_close_is_idempotent_and_a_closed_sender_sends_again(webpush_servi
     await sender.close()
     assert (await sender.send(sub.device(), Notification("x"))).outcome is Outcome.DELIVERED
     await sender.close()
+
+
+def test_aiohttp_is_the_default_transport_and_an_unknown_one_is_refused() -> None:
+    assert WebPushSender(generate_vapid_key(), SUBJECT).transport == "aiohttp"
+    with pytest.raises(ValueError, match="transport"):
+        WebPushSender(generate_vapid_key(), SUBJECT, transport="requests")  # type: ignore[arg-type]
+
+
+def test_verify_becomes_aiohttps_ssl_argument(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ssl
+
+    import certifi
+
+    assert ssl_option(False) is False
+    context = ssl.create_default_context()
+    assert ssl_option(context) is context
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    for verify in (True, certifi.where(), str(Path(certifi.where()).parent)):
+        made = ssl_option(verify)
+        assert isinstance(made, ssl.SSLContext)
+        assert made.verify_mode is ssl.CERT_REQUIRED and made.check_hostname
+    assert ssl_option(True).cert_store_stats()["x509_ca"] > 0  # type: ignore[union-attr]
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing.pem"))
+    with pytest.raises(FileNotFoundError):
+        ssl_option(True)  # SSL_CERT_FILE is honoured, as httpx honours it
+
+
+async def test_the_aiohttp_session_reads_proxies_from_the_environment_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://user:secret@proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "push.internal")
+    holder = SessionHolder(timeout=1.0, verify=True, max_connections=2)
+    try:
+        holder.get()
+        monkeypatch.delenv("HTTPS_PROXY")  # read when the session was made, not per request
+        chosen = holder.proxy("https://fcm.example/wp/abc")
+        assert str(chosen["proxy"]) == "http://proxy.internal:3128"
+        assert chosen["proxy_auth"].login == "user" and chosen["proxy_auth"].password == "secret"
+        assert holder.proxy("https://push.internal/x") == {}  # NO_PROXY
+        assert holder.proxy("http://plain.example/x") == {}  # no proxy for http
+    finally:
+        await holder.close()
