@@ -53,3 +53,15 @@ async def probe() -> AsyncIterator[ProbeFactory]:
     for p in opened:
         with contextlib.suppress(Exception):
             await p.close()
+
+
+@pytest.fixture
+async def webpush_service() -> AsyncIterator[Any]:
+    """A fake Web Push service on 127.0.0.1 that verifies VAPID and decrypts
+    (``tests/push/fakes/webpush.py``), stopped after the test."""
+    from push.fakes.webpush import FakeWebPush
+
+    fake = FakeWebPush()
+    await fake.start()
+    yield fake
+    await fake.stop()

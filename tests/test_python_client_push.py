@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +40,6 @@ def make(push: bool = True) -> Dialogue:
                         grace_period=0, allow_http_endpoints=True,
                         allow_private_endpoints=True) if push else None,
     )
-
-
-@pytest.fixture
-async def webpush_service() -> AsyncIterator[FakeWebPush]:
-    fake = FakeWebPush()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 @pytest.fixture

@@ -77,14 +77,6 @@ STUB = """(fake) => {
 
 
 @pytest.fixture
-async def webpush_service() -> AsyncIterator[FakeWebPush]:
-    fake = FakeWebPush()
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
-@pytest.fixture
 async def push_chat(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[ModuleType, LiveServer]]:
     """The chat app with Web Push on, allowed to send to a push service on 127.0.0.1."""
     monkeypatch.setenv("CHAT_VAPID_PRIVATE_KEY", VAPID)

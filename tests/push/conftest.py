@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fakes.clock import Clock
 from fakes.fcm import FakeFcm
 from fakes.tls import Tls, make_tls
-from fakes.webpush import FakeWebPush
 
 
 @pytest.fixture(params=["aiohttp", "httpx"])
@@ -22,14 +21,6 @@ def webpush_transport(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
-
-
-@pytest.fixture
-async def webpush_service() -> AsyncIterator[FakeWebPush]:
-    fake = FakeWebPush()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 @pytest.fixture
