@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import threading
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from parent_watch import watch_parent
 from pydantic import BaseModel
 from redis.asyncio import Redis
 from starlette.requests import HTTPConnection
@@ -201,18 +199,4 @@ async def is_in_room(room: str, user: str) -> dict[str, Any]:
     return {"in_room": await dialogue.is_in_room(user, room), "node_id": broker.node_id}
 
 
-def _watch_parent() -> None:
-    parent = int(os.environ.get("CLUSTER_PARENT_PID") or 0)
-    if not parent:
-        return
-    while True:
-        time.sleep(0.5)
-        try:
-            os.kill(parent, 0)
-        except ProcessLookupError:  # the test run is gone: take the whole node with us
-            os.killpg(os.getpgrp(), signal.SIGKILL)
-        except PermissionError:
-            pass
-
-
-threading.Thread(target=_watch_parent, name="cluster-parent-watch", daemon=True).start()
+watch_parent("cluster-parent-watch")

@@ -16,12 +16,10 @@ test process (``CLUSTER_PARENT_PID``) is gone, the node ends its own process gro
 from __future__ import annotations
 
 import os
-import signal
-import threading
-import time
 from typing import Any
 
 from fastapi import FastAPI
+from parent_watch import watch_parent
 from starlette.requests import HTTPConnection
 
 from dialogue_fastapi import Dialogue, Identity, PushConfig, RoomConfig
@@ -63,18 +61,4 @@ async def push_stats() -> dict[str, Any]:
     return {} if dispatch is None else {**dispatch.stats(), "owner": dispatch.owner}
 
 
-def _watch_parent() -> None:
-    parent = int(os.environ.get("CLUSTER_PARENT_PID") or 0)
-    if not parent:
-        return
-    while True:
-        time.sleep(0.5)
-        try:
-            os.kill(parent, 0)
-        except ProcessLookupError:  # the test run is gone: take the whole node with us
-            os.killpg(os.getpgrp(), signal.SIGKILL)
-        except PermissionError:
-            pass
-
-
-threading.Thread(target=_watch_parent, name="push-parent-watch", daemon=True).start()
+watch_parent("push-parent-watch")
