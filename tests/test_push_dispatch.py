@@ -15,9 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-pytest.importorskip("http_ece")
-
 from helpers import authenticate, ws_as
 from push.fakes.webpush import FakeWebPush, Reply, Subscription
 from test_exit_signal import free_port, output_of, started

@@ -9,10 +9,6 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import httpx
-import pytest
-
-pytest.importorskip("http_ece")
-
 from test_push_dispatch import dispatcher, fake, make, register, settled, until
 
 from dialogue_fastapi import Dialogue

@@ -9,12 +9,6 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.requests import HTTPConnection
-
-from dialogue_fastapi import Dialogue, Identity, RateLimit, RoomConfig
-from dialogue_fastapi.core.push_config import APNSConfig, FCMConfig, PushConfig
-
-pytest.importorskip("cryptography")
 from cryptography.hazmat.primitives.asymmetric import (
     ec,
     rsa,
@@ -25,7 +19,10 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
     PublicFormat,
 )
+from starlette.requests import HTTPConnection
 
+from dialogue_fastapi import Dialogue, Identity, RateLimit, RoomConfig
+from dialogue_fastapi.core.push_config import APNSConfig, FCMConfig, PushConfig
 from dialogue_fastapi.push.vapid import generate_vapid_key, vapid_public_key
 
 PUBLIC_HOSTS = {"push.example.net": ["93.184.216.34"], "rebound.example.net": ["10.0.0.7"],

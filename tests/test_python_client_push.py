@@ -16,8 +16,6 @@ from dialogue_fastapi import Dialogue, Identity, RoomConfig
 from dialogue_fastapi.client import DialogueClient, DialogueClientError
 from dialogue_fastapi.client.rest import rest_base
 from dialogue_fastapi.core.push_config import PushConfig
-
-pytest.importorskip("http_ece")
 from dialogue_fastapi.push.vapid import generate_vapid_key, vapid_public_key
 
 sys.path.insert(0, str(Path(__file__).parent / "push"))  # tests/push/fakes, shared with its tests

@@ -45,7 +45,6 @@ from dialogue_fastapi.testing import LiveServer
 
 if MISSING and not IN_CI:
     pytest.skip(f"browser tests skipped: {MISSING}", allow_module_level=True)
-pytest.importorskip("http_ece")
 from playwright.async_api import Browser, Page, expect
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "push"))  # the fakes of tests/push

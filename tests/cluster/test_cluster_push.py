@@ -25,10 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
-
-pytest.importorskip("http_ece")
-
 from nodes import NodeProcess, bearer, eventually, node_env, start_all, stop_all
 from pg_helpers import fresh_postgres
 from push.fakes.webpush import FakeWebPush, Received, Subscription
