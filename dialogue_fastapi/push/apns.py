@@ -37,7 +37,7 @@ import orjson
 from .apns_token import ApnsKey, ProviderToken
 from .base import Device, Notification, Outcome, PushKind, SendResult
 from .httpclient import ClientHolder, Verify, network_error, retry_after
-from .payload import PAYLOAD_TOO_LARGE, apns_collapse_id, fit
+from .payload import apns_collapse_id, fitted
 
 __all__ = ["APNS_PRODUCTION", "APNS_SANDBOX", "ApnsSender"]
 
@@ -82,12 +82,9 @@ class ApnsSender:
         topic = device.keys.get("topic") or self._topic
         if not topic:
             return SendResult(Outcome.FAILED, None, "no apns-topic (bundle id) for this device")
-        try:
-            payload = fit(_builder(notification), notification.body, self._max_payload)
-        except orjson.JSONEncodeError as exc:
-            return SendResult(Outcome.FAILED, None, f"payload is not JSON: {exc}")
-        if payload is None:
-            return SendResult(Outcome.FAILED, None, PAYLOAD_TOO_LARGE)
+        payload = fitted(_builder(notification), notification.body, self._max_payload)
+        if isinstance(payload, SendResult):
+            return payload
         url = f"{self._bases[bool(device.keys.get('sandbox'))]}/3/device/{device.target}"
         for attempt in (1, 2):
             token = self._tokens.current()

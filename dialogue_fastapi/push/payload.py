@@ -27,6 +27,10 @@ import hashlib
 import re
 from collections.abc import Callable
 
+import orjson
+
+from .base import Outcome, SendResult
+
 #: the reason of a notification that cannot be made to fit
 PAYLOAD_TOO_LARGE = "payload too large"
 ELLIPSIS = "…"
@@ -36,6 +40,16 @@ Build = Callable[[str, bool], bytes]
 
 _TOPIC = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _COLLAPSE_ID = re.compile(r"[\x20-\x7e]{1,64}")
+
+
+def fitted(build: Build, body: str, limit: int) -> bytes | SendResult:
+    """The payload by :func:`fit`, or the FAILED answer of one that cannot be sent
+    (not JSON, or too large even trimmed): the senders' one check."""
+    try:
+        payload = fit(build, body, limit)
+    except orjson.JSONEncodeError as exc:
+        return SendResult(Outcome.FAILED, None, f"payload is not JSON: {exc}")
+    return SendResult(Outcome.FAILED, None, PAYLOAD_TOO_LARGE) if payload is None else payload
 
 
 def fit(build: Build, body: str, limit: int) -> bytes | None:

@@ -61,7 +61,7 @@ from pywebpush import WebPusher, WebPushException  # type: ignore[import-untyped
 
 from .base import Device, Notification, Outcome, PushKind, SendResult
 from .httpclient import ClientHolder, SessionHolder, Verify, body_text, network_error, retry_after
-from .payload import PAYLOAD_TOO_LARGE, fit, webpush_topic
+from .payload import fitted, webpush_topic
 from .vapid import (
     VAPID_REUSE,
     VapidKey,
@@ -130,12 +130,9 @@ class WebPushSender:
             return SendResult(Outcome.FAILED, None, "endpoint is not an http(s) URL")
         if not _valid_keys(device):
             return SendResult(Outcome.GONE, None, "invalid subscription keys")
-        try:
-            plaintext = fit(_builder(notification), notification.body, self._max_payload)
-        except orjson.JSONEncodeError as exc:
-            return SendResult(Outcome.FAILED, None, f"payload is not JSON: {exc}")
-        if plaintext is None:
-            return SendResult(Outcome.FAILED, None, PAYLOAD_TOO_LARGE)
+        plaintext = fitted(_builder(notification), notification.body, self._max_payload)
+        if isinstance(plaintext, SendResult):
+            return plaintext
         try:
             authorization = self._signer.authorization(audience)
         except ValueError as exc:  # py_vapid refuses the audience (an IPv6 literal host)
