@@ -39,13 +39,15 @@ from redis.commands.core import AsyncScript
 
 from ..core.metrics import SubscriberStats
 from ..core.types import EventMessage, Position
-from .base import ControlSink, EventSink, Published, StoredRooms
+from .base import ControlSink, EventSink, LimitCheck, Published, StoredRooms
+from .redis_limits import REFUSED, fused, limited, refusal, same_redis
 from .redis_liveness import NodeLiveness
 from .redis_options import split_options
 from .redis_pipeline import ScriptPipeline
 from .redis_presence import Reaped, RedisPresence
 from .redis_presence_scripts import ROUTE
 from .redis_scripts import (
+    DIVERGED,
     DROP,
     HELD_FOR,
     POSITION,
@@ -57,7 +59,7 @@ from .redis_scripts import (
     text,
     unpack,
 )
-from .redis_subscriber import RedisSubscriber, SubscriberChannels
+from .redis_subscriber import RedisSubscriber, Subscriber, SubscriberChannels
 
 logger = logging.getLogger("dialogue_fastapi")
 USER_FRAMES = frozenset({"direct", "disconnect_user"})  # routed to the user's nodes only
@@ -70,12 +72,18 @@ def _epoch() -> str:
 class RedisBroker:
     """Positions, hot history, fan-out and presence shared through Redis."""
 
+    #: room names are hash tags (Redis Cluster: a room's keys and channel share a slot)
+    tagged = False
+    #: how the publish script sends a room's event to its channel
+    publish_command = "PUBLISH"
+
     _publish: AsyncScript
     _position: AsyncScript
     _restore: AsyncScript
     _drop: AsyncScript
     _route: AsyncScript
     _held_for: AsyncScript
+    _diverged: AsyncScript
 
     def __init__(
         self, url: str = "redis://127.0.0.1:6379/0", *, prefix: str | None = None,
@@ -88,14 +96,14 @@ class RedisBroker:
         self.prefix = prefix if prefix is not None else options.get("prefix", "dialogue:")
         self.node_ttl = node_ttl if node_ttl is not None else options.get("node_ttl", 10.0)
         self.node_id = secrets.token_hex(8)
-        self.presence = RedisPresence(self.prefix, self.node_id)
+        self.presence = self._new_presence()
         self._retries, self._health_interval, self._poll = retries, health_check_interval, poll_timeout
         self.command_timeout, self.max_connections = command_timeout, max_connections
         self._connect_wait = connect_wait
         self._control_channel = f"{self.prefix}cluster"
-        self._redis: Redis | None = None
+        self._redis: Any = None  # Redis, or RedisCluster on a cluster
         self._sub: Redis | None = None
-        self._subscriber: RedisSubscriber | None = None
+        self._subscriber: Subscriber | None = None  # one per cluster shard on a cluster
         self._publisher: ScriptPipeline | None = None
         self._liveness: NodeLiveness | None = None
         self._on_event: EventSink | None = None
@@ -109,6 +117,12 @@ class RedisBroker:
         and read events that left the Redis window before this node got them."""
         self._store = store
 
+    def _new_presence(self) -> RedisPresence:
+        return RedisPresence(self.prefix, self.node_id)
+
+    def _keys(self, room: str) -> RoomKeys:
+        return RoomKeys(self.prefix, room, self.tagged)
+
     # lifecycle -----------------------------------------------------------------
     def _client(self, **options: Any) -> Redis:
         """A client whose pool makes callers wait for a free connection (up to the command
@@ -121,21 +135,28 @@ class RedisBroker:
         client: Redis = Redis.from_pool(pool)
         return client
 
-    async def start(self, on_event: EventSink, on_control: ControlSink) -> None:
-        self._on_event, self._on_control = on_event, on_control
+    async def _connect(self) -> None:
+        """The command client, and the subscriber's own connection."""
         self._redis = self._client(socket_timeout=self.command_timeout)  # a hung Redis fails fast
         self._sub = self._client(health_check_interval=self._health_interval,
                                  client_name=f"dialogue-sub-{self.node_id}")
+
+    def _new_subscriber(self, channels: SubscriberChannels, on_event: EventSink) -> Subscriber:
+        assert self._sub is not None
+        return RedisSubscriber(self._sub, channels, on_event, self, self._poll)
+
+    async def start(self, on_event: EventSink, on_control: ControlSink) -> None:
+        self._on_event, self._on_control = on_event, on_control
+        await self._connect()
         self.presence.bind(self._redis)
-        scripts = (PUBLISH, POSITION, RESTORE, DROP, ROUTE, HELD_FOR)
-        self._publish, self._position, self._restore, self._drop, self._route, self._held_for = (
-            self._redis.register_script(s) for s in scripts
-        )
+        scripts = (PUBLISH, POSITION, RESTORE, DROP, ROUTE, HELD_FOR, DIVERGED)
+        (self._publish, self._position, self._restore, self._drop, self._route, self._held_for,
+         self._diverged) = (self._redis.register_script(s) for s in scripts)
         channels = SubscriberChannels(self._control_channel,
                                       self.presence.node_channel(self.node_id), self._frame_received)
-        self._publisher = ScriptPipeline(self._redis, PUBLISH)
+        self._publisher = ScriptPipeline(self._redis, limited(PUBLISH))  # redis_limits
         self._publisher.start()
-        self._subscriber = RedisSubscriber(self._sub, channels, on_event, self, self._poll)
+        self._subscriber = self._new_subscriber(channels, on_event)
         self._subscriber.start()
         self._liveness = NodeLiveness(self._redis, self.presence, self.node_ttl, self._node_lost,
                                       self._evicted)
@@ -170,7 +191,7 @@ class RedisBroker:
         self._sub = self._redis = None
 
     @property
-    def redis(self) -> Redis:
+    def redis(self) -> Any:
         if self._redis is None:
             raise RuntimeError("the Redis broker is not started")
         return self._redis
@@ -179,9 +200,18 @@ class RedisBroker:
     async def publish(self, message: EventMessage, window: int, history: int = 0) -> Published:
         return await self.submit(message, window, history)
 
-    def submit(self, message: EventMessage, window: int, history: int = 0) -> Awaitable[Published]:
-        """Queue the publish now (its place in the room's order is taken here), await later."""
-        keys = RoomKeys(self.prefix, message.room)
+    def fuses_limits(self, storage: str) -> bool:
+        """Limits kept in this Redis are checked inside the publish script (``redis_limits``);
+        not on a Redis Cluster (``tagged``): the limits' keys live in other slots."""
+        return not self.tagged and same_redis(self.url, storage)
+
+    def submit(
+        self, message: EventMessage, window: int, history: int = 0,
+        limits: LimitCheck | None = None,
+    ) -> Awaitable[Published]:
+        """Queue the publish now (its place in the room's order is taken here), await later;
+        ``limits``: checked and counted first (over one, ``LimitRefused``, nothing published)."""
+        keys = self._keys(message.room)
         if not message.ts:
             message.ts = int(time.time() * 1000)
         key = message.idempotency_key
@@ -192,20 +222,24 @@ class RedisBroker:
         script_keys = [keys.seq, keys.epoch, keys.stream, keys.idem, keys.hist,
                        keys.history(message.event)]
         args = [field, message.ts, orjson.dumps(message.to_record()), max(window, 1),
-                max(history, 0), keys.channel, _epoch(), "1" if self._store is not None else "0"]
+                max(history, 0), keys.channel, _epoch(), "1" if self._store is not None else "0",
+                self.publish_command]
         if self._publisher is None:
             raise RuntimeError("the Redis broker is not started")
+        limit_keys, limit_args = fused(limits)
         return self._published(message, own, script_keys, args,
-                               self._publisher.submit(script_keys, args))
+                               self._publisher.submit(script_keys + limit_keys, args + limit_args))
 
     async def _published(
         self, message: EventMessage, own: bool, keys: list[Any], args: list[Any],
         pending: Awaitable[Any],
     ) -> Published:
         found = await pending
+        if int(found[0]) == REFUSED:
+            raise refusal(found)
         if int(found[0]) == 2:  # Redis has no epoch for the room: restore it, then publish
             await self._restore_stored(message.room)
-            found = await self._publish(keys=keys, args=[*args[:-1], "0"])
+            found = await self._publish(keys=keys, args=[*args[:7], "0", *args[8:]])
         duplicate, seq, ts, raw, epoch = found
         if duplicate and not own:
             return Published(decode(int(seq), int(ts), raw), duplicate=True, epoch=text(epoch))
@@ -214,7 +248,7 @@ class RedisBroker:
         return Published(message, epoch=text(epoch))
 
     async def position(self, room: str) -> Position:
-        keys = RoomKeys(self.prefix, room)
+        keys = self._keys(room)
         for attempt in range(2):
             restore = "1" if self._store is not None and attempt == 0 else "0"
             found = await self._position(keys=[keys.seq, keys.epoch], args=[_epoch(), restore])
@@ -242,7 +276,7 @@ class RedisBroker:
             # or restarted empty): other nodes may still hold events they acknowledged before
             # in their write-behind queues; let them reach the store first, or their seqs
             # would be given out again
-            held = await self._held_for(keys=[f"{self.prefix}since"]) / 1000
+            held = await self._held_for_room(room)
             if held < store.fence:
                 logger.info("room %s: redis holds the cluster's data for %.2fs only; reading "
                             "the store in %.2fs", room, held, store.fence - held)
@@ -252,6 +286,10 @@ class RedisBroker:
             await self.restore(room, stored)
             logger.info("room %s: position restored from the store (seq %d)", room, stored.seq)
 
+    async def _held_for_room(self, room: str) -> float:
+        """Seconds since the Redis holding ``room`` began holding the cluster's data."""
+        return float(await self._held_for(keys=[f"{self.prefix}since"])) / 1000
+
     async def range(self, keys: RoomKeys, after: int, upto: int | None = None) -> list[EventMessage]:
         end = "+" if upto is None else f"{upto}-0"
         return entries(await self.redis.xrange(keys.stream, f"{after + 1}-0", end))
@@ -259,7 +297,7 @@ class RedisBroker:
     async def read(
         self, room: str, after: int, *, partial: bool = False
     ) -> list[EventMessage] | None:
-        keys = RoomKeys(self.prefix, room)
+        keys = self._keys(room)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.get(keys.seq)
             pipe.xrange(keys.stream, f"{after + 1}-0", "+")
@@ -272,7 +310,7 @@ class RedisBroker:
         return events
 
     async def recent(self, room: str) -> list[EventMessage]:
-        keys = RoomKeys(self.prefix, room)
+        keys = self._keys(room)
         lists = sorted(await self.redis.smembers(keys.hist))
         if not lists:
             return []
@@ -285,14 +323,14 @@ class RedisBroker:
         return merged
 
     async def drop_room(self, room: str) -> None:
-        k = RoomKeys(self.prefix, room)
+        k = self._keys(room)
         await self._drop(keys=[k.seq, k.epoch, k.stream, k.idem, k.hist, k.presence])
         self.presence.forget_room(room)
         if self._subscriber is not None:
             self._subscriber.reset(room)
 
     async def restore(self, room: str, position: Position) -> None:
-        k = RoomKeys(self.prefix, room)
+        k = self._keys(room)
         await self._restore(keys=[k.seq, k.epoch, k.stream, k.idem, k.hist],
                             args=[position.seq, position.epoch])
 
@@ -308,6 +346,16 @@ class RedisBroker:
         logger.warning("room %s: redis is behind this node (seq %d); raising it", room, position.seq)
         await self.restore(room, position)
 
+    async def diverged(self, room: str, last: int) -> Position:
+        """A failover lost events a node had delivered: a new epoch from the highest seq
+        seen, and every member in the cluster resyncs (their positions are void)."""
+        k = self._keys(room)
+        epoch = _epoch()
+        seq = await self._diverged(keys=[k.seq, k.epoch, k.stream, k.idem, k.hist],
+                                   args=[last, epoch])
+        await self.control({"type": "room_reset", "room": room})
+        return Position(int(seq), epoch)
+
     async def lost(self, room: str) -> None:
         """Redis lost the room's history: this node's members must resync."""
         if self._on_control is not None:
@@ -322,12 +370,19 @@ class RedisBroker:
         public = {k: v for k, v in frame.items() if not k.startswith("_")}
         payload = orjson.dumps({"node": self.node_id, "frame": public})
         if public.get("type") in USER_FRAMES:
-            client = str(public.get("client_id") or "")
-            user = str(public.get("user_id") or "")
-            await self._route(keys=[self.presence.user_key(user), self.presence.where_key],
-                              args=[self.prefix, client, payload, self.node_id])
+            await self._to_user(str(public.get("user_id") or ""),
+                                str(public.get("client_id") or ""), payload)
         else:
-            await self.redis.publish(self._control_channel, payload)
+            await self._broadcast(payload)
+
+    async def _broadcast(self, payload: bytes) -> None:
+        """A frame for every node, on the control channel."""
+        await self.redis.publish(self._control_channel, payload)
+
+    async def _to_user(self, user: str, client: str, payload: bytes) -> None:
+        """Publish a user's frame on the channels of the nodes where it is connected."""
+        await self._route(keys=[self.presence.user_key(user), self.presence.where_key],
+                          args=[self.prefix, client, payload, self.node_id])
 
     async def _frame_received(self, data: bytes, direct: bool) -> None:
         try:
@@ -379,7 +434,7 @@ class RedisBroker:
         if self._subscriber is None or self._subscriber.subscribed(room):
             return
         position = await self.position(room)  # baseline: later events get delivered
-        await self._subscriber.subscribe(room, RoomKeys(self.prefix, room), position)
+        await self._subscriber.subscribe(room, self._keys(room), position)
 
     async def unsubscribe(self, room: str) -> None:
         if self._subscriber is not None:

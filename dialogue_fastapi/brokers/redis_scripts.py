@@ -13,6 +13,11 @@ event name can collide with another room's keys. A room's keys::
     {prefix}ch:{room}             the room's pub/sub channel (one per room)
     {prefix}cluster               the control channel shared by every node
 
+On a Redis Cluster (``redis+cluster://``) the length-prefixed room name is a
+hash tag, ``{prefix}room:{5:lobby}:seq`` and ``{prefix}ch:{5:lobby}``, so every
+key of a room and its sharded channel live in one slot, and the publish
+script stays one atomic script on the shard that owns it.
+
 Presence and node keys are listed in ``redis_presence_scripts``.
 
 Stream entries and pub/sub payloads carry ``seq``, ``ts`` and the envelope
@@ -40,19 +45,20 @@ def part(name: str) -> str:
 
 
 class RoomKeys:
-    """The Redis names of one room."""
+    """The Redis names of one room; ``tagged``: the room's name is a hash tag (Redis Cluster)."""
 
     __slots__ = ("base", "channel", "epoch", "hist", "idem", "presence", "seq", "stream")
 
-    def __init__(self, prefix: str, room: str) -> None:
-        self.base = f"{prefix}room:{part(room)}:"
+    def __init__(self, prefix: str, room: str, tagged: bool = False) -> None:
+        name = f"{{{part(room)}}}" if tagged else part(room)
+        self.base = f"{prefix}room:{name}:"
         self.seq = self.base + "seq"
         self.epoch = self.base + "epoch"
         self.stream = self.base + "stream"
         self.idem = self.base + "idem"
         self.hist = self.base + "hist"
         self.presence = self.base + "presence"
-        self.channel = f"{prefix}ch:{part(room)}"
+        self.channel = f"{prefix}ch:{name}"
 
     def history(self, event: str) -> str:
         return f"{self.base}h:{part(event)}"
@@ -60,7 +66,8 @@ class RoomKeys:
 
 # KEYS: seq, epoch, stream, idem, hist, history list
 # ARGV: idem field ('' = none), ts, body, window, history, channel, epoch candidate,
-#       '1' if a missing epoch must be restored from the store first
+#       '1' if a missing epoch must be restored from the store first, the publish command
+#       ('PUBLISH', or 'SPUBLISH' on a Redis Cluster: the room's sharded channel)
 # -> {duplicate (0/1), seq, ts, body, epoch}, or {2} when the room has no epoch and must be
 #    restored
 PUBLISH = """
@@ -99,7 +106,7 @@ if history > 0 then
   redis.call('LTRIM', KEYS[6], -history, -1)
   redis.call('SADD', KEYS[5], KEYS[6])
 end
-redis.call('PUBLISH', ARGV[6], packed)
+redis.call(ARGV[9], ARGV[6], packed)
 return {0, seq, tonumber(ARGV[2]), ARGV[3], redis.call('GET', KEYS[2])}
 """
 
@@ -134,6 +141,20 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('SET', KEYS[1], now, 'NX')
 return now - tonumber(redis.call('GET', KEYS[1]))
+"""
+
+# KEYS: seq, epoch, stream, idem, hist ; ARGV: seq seen by a node, new epoch
+# A shard failed over and lost events a node had delivered (Redis Cluster replication is
+# asynchronous): start a new epoch at the highest seq anyone saw, so that no seq is given
+# out twice and every position of the old epoch recovers with ``recovered: false``.
+DIVERGED = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local target = math.max(current, tonumber(ARGV[1]))
+for _, k in ipairs(redis.call('SMEMBERS', KEYS[5])) do redis.call('DEL', k) end
+redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
+redis.call('SET', KEYS[1], target)
+redis.call('SET', KEYS[2], ARGV[2])
+return target
 """
 
 # KEYS: seq, epoch, stream, idem, hist, presence

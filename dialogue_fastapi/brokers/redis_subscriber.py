@@ -12,6 +12,15 @@ so the sink sees every event once, in seq order. After a
 resubscription it also checks the room's epoch: if Redis lost the room (a
 restart without persistence to restore it from) the room's members on this
 node are told to reconnect (see ``RedisBroker``), as their positions are void.
+
+On a Redis Cluster the same class reads one shard (``Sharded``): sharded
+channels (``SSUBSCRIBE``) on the master that owns them, and instead of
+reconnecting by itself it tells its owner (``ShardedSubscriber``) when the
+connection fails or Redis takes channels away (a slot moved: ``sunsubscribe``),
+and its rooms move, with their positions, to the shard that owns them now.
+After such a move it also checks that the shard still holds the last event
+delivered (same seq, same timestamp): a master that died before its replica
+got the latest writes makes the room ``diverged``.
 """
 
 from __future__ import annotations
@@ -39,6 +48,16 @@ logger = logging.getLogger("dialogue_fastapi")
 
 
 @dataclass(frozen=True, slots=True)
+class Sharded:
+    """How a subscriber of one Redis Cluster shard reports trouble to its owner."""
+
+    #: the connection failed (the owner re-reads the cluster's slots and moves the channels)
+    on_down: Callable[[RedisSubscriber], None]
+    #: Redis unsubscribed a channel by itself (its slot moved to another shard)
+    on_moved: Callable[[RedisSubscriber, bytes], None]
+
+
+@dataclass(frozen=True, slots=True)
 class SubscriberChannels:
     """The cluster-wide control channel, this node's own channel, and where their frames go."""
 
@@ -60,28 +79,62 @@ class RoomSource(Protocol):
 
     async def lost(self, room: str) -> None: ...
 
+    async def diverged(self, room: str, last: int) -> Position: ...
+
+
+class Subscriber(Protocol):
+    """What the broker asks of its subscriber (one connection, or one per cluster shard)."""
+
+    stats: SubscriberStats
+
+    @property
+    def listening(self) -> bool: ...
+
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def subscribed(self, room: str) -> bool: ...
+
+    def reset(self, room: str) -> None: ...
+
+    async def subscribe(self, room: str, keys: RoomKeys, position: Position) -> None: ...
+
+    async def unsubscribe(self, room: str) -> None: ...
+
 
 class RedisSubscriber:
     """Delivers subscribed rooms' events in order and control frames, reconnecting by itself."""
 
     def __init__(
-        self, client: Redis, channels: SubscriberChannels, on_event: EventSink,
-        rooms: RoomSource, poll: float,
+        self, client: Redis, channels: SubscriberChannels | None, on_event: EventSink,
+        rooms: RoomSource, poll: float, *, sharded: Sharded | None = None,
+        stats: SubscriberStats | None = None,
+        on_frame: Callable[[bytes, bool], Awaitable[None]] | None = None,
     ) -> None:
-        self._client, self._control = client, channels.control.encode()
-        self._node = channels.node.encode()
-        self._on_event, self._on_frame, self._source = on_event, channels.on_frame, rooms
-        self._poll = poll
+        self._client = client
+        self._on_event, self._source, self._poll = on_event, rooms, poll
+        self._on_frame = channels.on_frame if channels is not None else on_frame
+        #: the frame channels read here -> whether frames on it are for this node only
+        self._frames: dict[bytes, bool] = {} if channels is None else {
+            channels.control.encode(): False, channels.node.encode(): True}
+        self._sharded = sharded
+        self._sub, self._unsub = ("ssubscribe", "sunsubscribe") if sharded else ("subscribe",
+                                                                                  "unsubscribe")
         self._rooms: dict[str, RoomKeys] = {}
         self._channels: dict[bytes, str] = {}
         self._last: dict[str, int] = {}
         self._epochs: dict[str, str | None] = {}
+        self._ts: dict[str, int] = {}  # sharded: the timestamp of the last event delivered
+        self._moved: set[str] = set()  # sharded: rooms that came here from another shard
         self._pubsub: Any = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.listening = False
+        self.down = False  # sharded: the connection failed; the owner moves the channels
+        self.name = ""  # sharded: the master read, "host:port"
         self._connected_once = False
-        self.stats = SubscriberStats()  # reconnects and gap repairs, read at scrape time
+        self.stats = stats or SubscriberStats()  # reconnects and gap repairs, read at scrape time
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._supervise(), name="dialogue-redis-subscriber")
@@ -96,6 +149,7 @@ class RedisSubscriber:
         self._channels.clear()
         self._last.clear()
         self._epochs.clear()
+        self._ts.clear()
 
     def reset(self, room: str) -> None:
         """The room's seq starts again (it was dropped): deliver from seq 1, any epoch."""
@@ -106,23 +160,65 @@ class RedisSubscriber:
     def subscribed(self, room: str) -> bool:
         return room in self._rooms
 
-    async def subscribe(self, room: str, keys: RoomKeys, position: Position) -> None:
-        """Deliver the room's events after ``position`` (read before subscribing)."""
+    async def subscribe(self, room: str, keys: RoomKeys, position: Position,
+                        *, moved: bool = False, ts: int | None = None) -> None:
+        """Deliver the room's events after ``position`` (read before subscribing);
+        ``moved``: it comes from another shard (check the new one holds what was delivered)."""
         if room in self._rooms:
             return
         self._rooms[room], self._last[room] = keys, position.seq
         self._epochs[room] = position.epoch
+        if ts is not None:
+            self._ts[room] = ts
+        if moved:
+            self._moved.add(room)
         self._channels[keys.channel.encode()] = room
-        await self._send("subscribe", keys.channel)
+        await self._send(self._sub, keys.channel)
 
     async def unsubscribe(self, room: str) -> None:
+        keys = self.detach(room)
+        if keys is not None:
+            await self._send(self._unsub, keys[0].channel)
+
+    def detach(self, room: str) -> tuple[RoomKeys, Position, int | None] | None:
+        """Stop tracking the room here: its keys, what was delivered, and its timestamp."""
         keys = self._rooms.pop(room, None)
         if keys is None:
-            return
-        self._last.pop(room, None)
-        self._epochs.pop(room, None)
+            return None
+        last = self._last.pop(room, 0)
+        epoch = self._epochs.pop(room, None)
+        self._moved.discard(room)
         self._channels.pop(keys.channel.encode(), None)
-        await self._send("unsubscribe", keys.channel)
+        return keys, Position(last, epoch or ""), self._ts.pop(room, None)
+
+    def rooms(self) -> list[str]:
+        return list(self._rooms)
+
+    def keys_of(self, room: str) -> RoomKeys | None:
+        return self._rooms.get(room)
+
+    async def send_unsubscribe(self, channel: str) -> None:
+        """Sharded: the channel moved away from here (its state went with it)."""
+        await self._send(self._unsub, channel)
+
+    async def close_client(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._client.aclose()
+
+    def frame_channels(self) -> dict[bytes, bool]:
+        return dict(self._frames)
+
+    def add_frames(self, channel: bytes, direct: bool) -> None:
+        """Sharded: also read this frame channel (control, or this node's own) when connected."""
+        self._frames[channel] = direct
+
+    async def watch(self, channel: bytes, direct: bool) -> None:
+        """Sharded: read this frame channel from now on."""
+        self._frames[channel] = direct
+        await self._send(self._sub, channel.decode())
+
+    def unwatch(self, channel: bytes) -> None:
+        self._frames.pop(channel, None)
 
     async def _send(self, command: str, channel: str) -> None:
         pubsub = self._pubsub
@@ -150,17 +246,24 @@ class RedisSubscriber:
             self.stats.reconnects += 1
             if self._stopping:
                 break
+            if self._sharded is not None:  # the owner moves the channels to the slots' owners
+                self.down = True
+                self._sharded.on_down(self)
+                break
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 5.0)
 
     async def _listen(self) -> None:
         pubsub: Any = self._client.pubsub()
+        subscribe = getattr(pubsub, self._sub)
         try:
-            await pubsub.subscribe(self._control.decode(), self._node.decode())
+            frames = [c.decode() for c in self._frames]
+            if frames:
+                await subscribe(*frames)
             self._pubsub = pubsub
             channels = [k.channel for k in self._rooms.values()]
             if channels:
-                await pubsub.subscribe(*channels)
+                await subscribe(*channels)
             while not self._stopping:
                 message = await pubsub.get_message(timeout=self._poll)
                 if message is not None:
@@ -173,25 +276,29 @@ class RedisSubscriber:
 
     async def _handle(self, message: dict[str, Any]) -> None:
         kind, channel = message["type"], message["channel"]
-        if channel == self._control or channel == self._node:
-            if kind == "subscribe" and channel == self._control:
-                self.listening = self._connected_once = True
-                logger.info("redis subscriber is listening")
-            elif kind == "message":
-                await self._on_frame(message["data"], channel == self._node)
+        if (kind == "subscribe" or kind == "ssubscribe") and not self.listening:
+            self.listening = self._connected_once = True
+            logger.info("redis subscriber is listening")
+        if channel in self._frames:
+            if (kind == "message" or kind == "smessage") and self._on_frame is not None:
+                await self._on_frame(message["data"], self._frames[channel])
+            elif kind == "sunsubscribe" and self._sharded is not None:
+                self._sharded.on_moved(self, channel)
             return
         room = self._channels.get(channel)
         if room is None:
             return
-        if kind == "subscribe":  # (re)subscribed: deliver what was missed meanwhile
-            await self._resume(room)
-            await self._catch_up(room, None)
-        elif kind == "message":
+        if kind == "message" or kind == "smessage":
             live = unpack(message["data"])
             last = self._last.get(room)
             if last is not None and live.seq > last + 1:
                 await self._catch_up(room, live.seq - 1)
             self._deliver(room, live)
+        elif kind == "subscribe" or kind == "ssubscribe":  # deliver what was missed meanwhile
+            await self._resume(room)
+            await self._catch_up(room, None)
+        elif kind == "sunsubscribe" and self._sharded is not None:
+            self._sharded.on_moved(self, channel)  # Redis moved the slot: so does the room
 
     async def _resume(self, room: str) -> None:
         """After (re)subscribing: has Redis lost the room (new epoch) or gone back in seq?"""
@@ -199,6 +306,10 @@ class RedisSubscriber:
         if last is None:
             return
         position = await self._source.position(room)  # restores from the store if Redis lost it
+        if room in self._moved:
+            self._moved.discard(room)
+            if await self._diverged(room, last, position):
+                return
         if known is None:
             self._epochs[room] = position.epoch
         elif position.epoch != known:
@@ -209,6 +320,26 @@ class RedisSubscriber:
             await self._source.lost(room)
         elif position.seq < last:  # the store it was restored from lagged behind what we saw
             await self._source.raise_to(room, Position(last, known))
+
+    async def _diverged(self, room: str, last: int, position: Position) -> bool:
+        """Sharded, after a move: does the shard still hold the last event delivered here?
+        (A master that died before its replica got its latest writes loses them, and the
+        replica may already have given their seqs to other events.)"""
+        if position.epoch != self._epochs.get(room):
+            return False  # a lost room: the epoch check handles it
+        keys, ts = self._rooms.get(room), self._ts.get(room)
+        if position.seq >= last and (keys is None or ts is None or last == 0):
+            return False
+        if position.seq >= last and keys is not None:
+            found = await self._source.range(keys, last - 1, last)
+            if not found or found[0].seq != last or found[0].ts == ts:
+                return False  # the same event (or left the window: nothing to compare)
+        logger.error("room %s: the shard that took over does not hold event %d that this node "
+                     "delivered (a failover lost it); starting a new epoch, members resync",
+                     room, last, extra={"room": room, "seq": last})
+        fresh = await self._source.diverged(room, last)
+        self._epochs[room], self._last[room] = fresh.epoch, fresh.seq
+        return True
 
     async def _catch_up(self, room: str, upto: int | None) -> None:
         last, keys = self._last.get(room), self._rooms.get(room)
@@ -236,4 +367,6 @@ class RedisSubscriber:
         if last is None or message.seq <= last:
             return
         self._last[room] = message.seq
+        if self._sharded is not None:
+            self._ts[room] = message.ts
         self._on_event(message)

@@ -7,6 +7,11 @@ A publish is checked against every limit that applies to it: the global
 IP, and live in ``memory://`` (one process) or ``redis://...`` (shared by every
 worker). Events the server triggers are never limited. Over a limit the
 sender gets ``RATE_LIMITED`` with ``retry_after`` in seconds.
+
+With ``sliding-window`` limits in the Redis broker's own Redis, the limiter
+hands the publisher a :class:`LimitCheck` instead (:meth:`EventLimiter.fused_check`)
+and the broker checks and counts the limits in the publish's own script
+(``brokers/redis_limits.py``), with the same keys and arithmetic as ``limits``.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from limits import RateLimitItem, parse
 from limits.aio.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
 
+from ..brokers.base import FusedLimits, LimitCheck, LimitRefused
 from ..core.config import RateLimit
 from ..core.errors import RateLimited
 from ..rooms.registry import Room
@@ -49,6 +55,15 @@ class Sender:
     user_id: str
     client_id: str | None
     ip: str | None
+
+
+def _rate_limited(scope: str, text: str, wait: float) -> RateLimited:
+    retry_after = max(round(wait, 3), 0.001)
+    return RateLimited(
+        f"over the limit of {text} ({_SCOPES.get(scope.split(':')[0], scope)}); "
+        f"retry in {retry_after:g} s",
+        retry_after=retry_after, limit=text,
+    )
 
 
 class Limiter(Protocol):
@@ -91,6 +106,14 @@ class EventLimiter:
                     else SlidingWindowCounterRateLimiter)
         self._limiter = strategy(self._storage)
         self._parsed: dict[str, RateLimitItem] = {}
+        self._fused = False
+
+    def fuse_with(self, broker: object) -> bool:
+        """Let ``broker`` check the publish limits inside its publish when it can reach this
+        storage (:meth:`fused_check`); only the ``sliding-window`` counters are fused."""
+        self._fused = (self.config.strategy == "sliding-window" and isinstance(broker, FusedLimits)
+                       and broker.fuses_limits(self.config.storage))
+        return self._fused
 
     @property
     def max_violations(self) -> int | None:
@@ -132,6 +155,27 @@ class EventLimiter:
         if self.config.key == "ip" and sender.ip:
             return f"ip:{sender.ip}"
         return f"u:{sender.user_id}"
+
+    def fused_check(self, room: Room, event: str, sender: Sender) -> LimitCheck | None:
+        """The limits of a publish as the broker checks them in its own publish (``limits``'
+        sliding-window keys); None when not fused with the broker (then :meth:`check`)."""
+        if not self._fused:
+            return None
+        key, prefix = self._key(sender), self.config.prefix
+        found = self.limits_for(room, event)
+        keys: list[str] = []
+        args: list[int] = []
+        for scope, text in found:
+            item = self._item(text)
+            current = f"{prefix}:{{{item.key_for(scope, key)}}}"
+            keys += (current + "/-1", current)
+            args += (item.amount, item.get_expiry())
+        return LimitCheck(keys, args, found)
+
+    def refused(self, check: LimitCheck, refusal: LimitRefused) -> RateLimited:
+        """The broker's refusal of a fused check, as :meth:`check` words it."""
+        scope, text = check.limits[refusal.index]
+        return _rate_limited(scope, text, refusal.retry_after)
 
     async def check(self, room: Room, event: str, sender: Sender) -> None:
         """Count the publish against every applicable limit; ``RATE_LIMITED`` if over one."""
@@ -185,12 +229,7 @@ class EventLimiter:
 
     async def _refuse(self, scope: str, text: str, item: RateLimitItem, key: str) -> None:
         stats = await self._limiter.get_window_stats(item, scope, key)
-        retry_after = max(round(stats.reset_time - time.time(), 3), 0.001)
-        raise RateLimited(
-            f"over the limit of {text} ({_SCOPES.get(scope.split(':')[0], scope)}); "
-            f"retry in {retry_after:g} s",
-            retry_after=retry_after, limit=text,
-        )
+        raise _rate_limited(scope, text, stats.reset_time - time.time())
 
     async def reset(self) -> None:
         """Forget every budget (tests, or an operator clearing a storm)."""
