@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -54,6 +55,8 @@ class ShardedSubscriber:
         self._hooks = Sharded(self._shard_down, self._channel_moved)
         self._repair: asyncio.Task[None] | None = None
         self._again = False
+        self._delay, self._last_repair = 0.05, 0.0
+        self._failing: set[str] = set()  # masters reported unreachable (logged once)
         self._stopping = False
         self.stats = SubscriberStats()
 
@@ -130,8 +133,12 @@ class ShardedSubscriber:
         await shard.close_client()
 
     def _shard_down(self, shard: RedisSubscriber) -> None:
-        logger.warning("redis cluster shard %s is unreachable; re-reading the cluster's slots",
-                       shard.name)
+        self._failing = {name for name in self._failing  # the ones that came back
+                         if not (name in self._shards and self._shards[name].listening)}
+        if shard.name not in self._failing:  # once per outage, not once per attempt
+            self._failing.add(shard.name)
+            logger.warning("redis cluster shard %s is unreachable; re-reading the cluster's "
+                           "slots until its channels have a master that answers", shard.name)
         self._schedule()
 
     def _channel_moved(self, shard: RedisSubscriber, channel: bytes) -> None:
@@ -148,7 +155,12 @@ class ShardedSubscriber:
             self._again = True
 
     async def _repair_loop(self) -> None:
-        delay = 0.1
+        # repairs in a row back off (a dead master stays in the slots until the cluster
+        # promotes its replica, and each attempt on it fails at once)
+        now = time.monotonic()
+        self._delay = 0.05 if now - self._last_repair > 5.0 else min(self._delay * 2, 2.0)
+        self._last_repair = now
+        await asyncio.sleep(self._delay * (0.5 + random.random()))
         while not self._stopping:
             self._again = False
             try:
@@ -162,8 +174,8 @@ class ShardedSubscriber:
                 self._again = True
             if not self._again:
                 return
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 2.0)
+            self._delay = min(self._delay * 2, 2.0)
+            await asyncio.sleep(self._delay * (0.5 + random.random()))
 
     async def _move_all(self) -> None:
         """Every channel read from a master that is down or no longer owns its slot moves."""

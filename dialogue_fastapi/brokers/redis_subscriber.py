@@ -257,13 +257,13 @@ class RedisSubscriber:
         pubsub: Any = self._client.pubsub()
         subscribe = getattr(pubsub, self._sub)
         try:
-            frames = [c.decode() for c in self._frames]
-            if frames:
-                await subscribe(*frames)
-            self._pubsub = pubsub
-            channels = [k.channel for k in self._rooms.values()]
-            if channels:
+            channels = [c.decode() for c in self._frames] + [k.channel for k in self._rooms.values()]
+            if self._sharded is not None:  # one SSUBSCRIBE per channel: each has its own slot
+                for channel in channels:
+                    await subscribe(channel)
+            elif channels:
                 await subscribe(*channels)
+            self._pubsub = pubsub
             while not self._stopping:
                 message = await pubsub.get_message(timeout=self._poll)
                 if message is not None:

@@ -3,7 +3,8 @@
 Order: size -> membership -> event allowed -> schema validation -> rate limit
 (clients only, not server triggers) -> global middleware -> room middleware ->
 ``before_each`` -> broker publish (seq) -> store -> ``on`` handlers ->
-``after_each``.
+``after_each``. (A rate limit the Redis broker checks in its publish runs
+there, after the middleware, with the same answers: ``publisher.py``.)
 """
 
 from __future__ import annotations
