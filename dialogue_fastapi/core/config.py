@@ -272,7 +272,8 @@ class DialogueConfig(_Frozen):
         default=False, description="accept connections without credentials (user id anon_...)"
     )
     hooks: Hooks = Field(default_factory=Hooks, description="lifecycle hooks")
-    broker: Any = Field(default="memory://", description="'memory://', 'redis://...' or a Broker")
+    broker: Any = Field(default="memory://", description=(
+        "'memory://', 'redis://...', 'redis+cluster://host:port,...' or a Broker"))
     persistence: Any = Field(
         default=None, description="None (hot history only), 'memory://', a URL, or an EventStore"
     )

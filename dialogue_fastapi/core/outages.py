@@ -16,7 +16,9 @@ logger = logging.getLogger("dialogue_fastapi")
 
 _OUTAGE_CLASSES = {
     ("redis", "ConnectionError"), ("redis", "TimeoutError"), ("redis", "BusyLoadingError"),
-    ("redis", "ReadOnlyError"), ("sqlalchemy", "OperationalError"),
+    ("redis", "ReadOnlyError"), ("redis", "ClusterDownError"), ("redis", "MasterDownError"),
+    ("redis", "TryAgainError"), ("redis", "SlotNotCoveredError"),  # a Redis Cluster failing over
+    ("sqlalchemy", "OperationalError"),
     ("sqlalchemy", "InterfaceError"), ("sqlalchemy", "DisconnectionError"),
 }
 
