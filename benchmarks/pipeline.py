@@ -1,12 +1,17 @@
 """Publish pipeline benchmark: what middleware and rate limits cost per publish.
 
     python benchmarks/pipeline.py [--quick] [--reps 3] [--only none,middleware,memory,redis] [--json out.json]
-                                  [--against DIR]
+                                  [--broker redis|memory] [--against DIR]
 
 One dialogue server process (``pipeline_server.py``, a ``uvicorn --ws
 websockets-sansio`` subprocess pinned to CPU 0) per configuration and
 repetition; this process, the load generator (one uvloop event loop), is
-pinned to CPU 1. The configurations, each a step on the previous one:
+pinned to CPU 1. Every configuration runs on the same broker, ``--broker``:
+``redis`` (default; ``RedisBroker`` on ``--redis-url`` under the repetition's
+key prefix, redis-server's CPU counts as the server's in every row) or
+``memory`` (the default before the fused limits: rows measured before
+2026-12-04 are ``--broker memory``). The configurations, each a step on the
+previous one:
 
 - ``none``: no middleware, no rate limit;
 - ``middleware``: ``log_events`` (DEBUG, logger at WARNING), ``content_filter``, ``transform``;
@@ -14,7 +19,10 @@ pinned to CPU 1. The configurations, each a step on the previous one:
   (the default strategy, ``sliding-window``);
 - ``redis``: the same limit in Redis (``--redis-url``, a key prefix per
   repetition, its keys deleted afterwards); redis-server's threads are pinned
-  to CPU 0 for the repetition and its CPU counts as the server's;
+  to CPU 0 for the repetition and its CPU counts as the server's. With
+  ``--broker redis`` the limit is in the broker's own Redis, so it is checked
+  inside the broker's publish script (one round trip, ``brokers/redis_limits.py``);
+  with ``--broker memory`` it costs a round trip of its own (the ``limits`` library);
 - ``moving`` (only with ``--only``): ``memory`` with ``strategy="moving-window"``.
 
 Per repetition: one muted publisher (it does not receive its own events) and
@@ -89,6 +97,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--duration", type=float, default=None, help="throughput phase seconds (5; --quick 2)")
     add("--window", type=int, default=16, help="publishes in flight")
     add("--redis-url", default=DEFAULT_REDIS_URL, help="Redis for the 'redis' configuration")
+    add("--broker", choices=("redis", "memory"), default="redis",
+        help="every configuration's broker (default redis: memory if no Redis is found)")
     add("--no-pin-redis", action="store_true", help="leave redis-server's CPU affinity alone")
     add("--noise-limit", type=float, default=0.15, help="foreign load (cores) that voids a rep")
     add("--retries", type=int, default=2, help="reruns of a rep voided by foreign load")
@@ -119,8 +129,8 @@ async def run_one(
     kind: str, rep: int, args: argparse.Namespace, pins: Pinning, redis: RedisServer | None
 ) -> dict[str, Any]:
     config, repo = server_for(kind, args.against)
-    env = {"BENCH_PIPELINE": config, "BENCH_RATE": RATE}
-    use_redis = redis if config == "redis" else None
+    env = {"BENCH_PIPELINE": config, "BENCH_RATE": RATE, "BENCH_BROKER": args.broker}
+    use_redis = redis if config == "redis" or args.broker == "redis" else None
     if use_redis is not None:
         env |= {"BENCH_REDIS_URL": use_redis.url, "BENCH_REDIS_PREFIX": f"{use_redis.prefix}{rep}:"}
     pin_redis = use_redis is not None and not args.no_pin_redis and use_redis.pid is not None
@@ -180,7 +190,7 @@ def report(med: dict[str, dict[str, float]]) -> str:
         cpu = m["cpu_us_per_publish"]
         prev = med.get(PREV.get(kind, ""), {}).get("cpu_us_per_publish")
         step = "" if prev is None else f"{cpu - prev:+.2f} vs {TITLES[PREV[kind]][:3]}"
-        util = f"{m['server_util']:.0%}" + (f" (redis {m['redis_util']:.0%})" if kind == "redis" else "")
+        util = f"{m['server_util']:.0%}" + (f" (redis {m['redis_util']:.0%})" if m.get("redis_util") else "")
         rows.append((TITLES[kind], f"{m['publishes_per_s']:,.0f}", f"{cpu:.2f}", step, util))
     return text_table(rows)
 
@@ -189,11 +199,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     pins, split = setup_process()
     redis: RedisServer | None = None
-    if "redis" in args.only:
+    if "redis" in args.only or args.broker == "redis":
         try:
             redis = find_redis(args.redis_url)
         except Exception as exc:
-            print(f"no Redis at {args.redis_url} ({exc!r}): skipping the 'redis' configuration", flush=True)
+            print(f"no Redis at {args.redis_url} ({exc!r}): skipping the 'redis' configuration"
+                  + (", the memory broker for the others" if args.broker == "redis" else ""), flush=True)
+            args.broker = "memory"
         if redis is not None and redis.pid is not None and not can_pin(redis.pid):
             redis.pid = None if args.no_pin_redis else redis.pid
             args.no_pin_redis = True
@@ -204,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{redis.describe()}; {pin_note}; its CPU counts as the server's")
     print(
         f"reps={args.reps}; {args.duration:g} s per phase, window {args.window}, one muted publisher, "
-        f"one subscriber; rate limit {RATE}",
+        f"one subscriber; rate limit {RATE}; {args.broker} broker",
         flush=True,
     )
     for line in against_header(args.against):

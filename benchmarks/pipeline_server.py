@@ -15,6 +15,11 @@
 
 ``BENCH_RATE`` defaults to ``1000000/minute`` (never reached).
 
+``BENCH_BROKER=redis`` (``pipeline.py``'s default): every configuration publishes
+through ``RedisBroker(BENCH_REDIS_URL)`` under ``BENCH_REDIS_PREFIX`` + ``broker:``,
+so the ``redis`` configuration's limit is in the broker's own Redis (checked in the
+publish script); ``memory`` (this module's default): the memory broker.
+
 Run alone: ``BENCH_PIPELINE=memory uvicorn pipeline_server:app --app-dir benchmarks --ws websockets-sansio``.
 """
 
@@ -28,6 +33,7 @@ from dialogue_fastapi import Dialogue, RateLimit, RoomConfig
 from dialogue_fastapi.middleware import content_filter, log_events, transform
 
 KIND = os.environ.get("BENCH_PIPELINE", "none")
+BROKER = os.environ.get("BENCH_BROKER", "memory")
 RATE = os.environ.get("BENCH_RATE", "1000000/minute")
 KINDS = ("none", "middleware", "memory", "redis", "moving", "limit")
 if KIND not in KINDS:
@@ -50,6 +56,14 @@ elif KIND == "redis":
     settings["rate_limit"] = RateLimit(
         default=RATE, storage=os.environ["BENCH_REDIS_URL"], prefix=os.environ["BENCH_REDIS_PREFIX"]
     )
+
+if BROKER == "redis":
+    from dialogue_fastapi.brokers.redis import RedisBroker
+
+    settings["broker"] = RedisBroker(os.environ["BENCH_REDIS_URL"],
+                                     prefix=os.environ["BENCH_REDIS_PREFIX"] + "broker:")
+elif BROKER != "memory":
+    raise SystemExit(f"BENCH_BROKER={BROKER!r}: expected redis or memory")
 
 dialogue = Dialogue(rooms={"bench": RoomConfig(name="bench")}, allow_anonymous=True, **settings)
 app = FastAPI()

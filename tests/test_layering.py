@@ -23,7 +23,8 @@ LAYERS: list[set[str]] = [
     # backends, behind their seams
     {"brokers.memory", "brokers", "brokers.redis", "brokers.redis_scripts", "brokers.redis_presence",
      "brokers.redis_subscriber", "brokers.redis_presence_scripts", "brokers.redis_liveness",
-     "brokers.redis_options", "brokers.redis_pipeline",
+     "brokers.redis_options", "brokers.redis_pipeline", "brokers.redis_limits",
+     "brokers.redis_cluster", "brokers.redis_shards", "brokers.redis_cluster_presence",
      "stores.memory", "stores",
      # the SQL store and the write-behind queue (SQLAlchemy only in stores.sql*/migrat*)
      "stores.sql_schema", "stores.sql_engine", "stores.sql_queries", "stores.sql_outbox",

@@ -24,7 +24,6 @@ from typing import Any
 
 from ..brokers.base import (
     Broker,
-    FusedLimits,
     LimitCheck,
     LimitRefused,
     OrderedSubmit,
@@ -93,7 +92,6 @@ class Publisher:
         self._global_events = {d.name: d for d in config.events}
         self.middleware: list[Middleware] = list(config.middleware)
         self.limiter = EventLimiter(config.rate_limit or RateLimit())
-        self._fused_submit = broker.submit if isinstance(broker, FusedLimits) else None
         self.limiter.fuse_with(broker)  # the broker checks the limits in its publish if it can
         self.tools = PublishTools(self.limiter, self.middleware)
         #: told of every publish into a room-family instance (its idle clock starts again)
@@ -242,9 +240,7 @@ class Publisher:
         if writer is not None:
             writer.reserve(durable)  # UNAVAILABLE before publishing if it could not be stored
         window, depth = self._config.recovery_window, self._history.depth(room, message.event)
-        submit, metrics = self._submit, self.metrics
-        if limits is not None:  # only a fused limiter's check: the broker is FusedLimits
-            submit = self._fused_submit
+        submit, metrics = self._submit, self.metrics  # with limits: FusedLimits.submit
         handed = time.perf_counter() if metrics.enabled else 0.0
         broker_span = None if span is None else span.broker(message)
         try:
