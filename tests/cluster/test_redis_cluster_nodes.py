@@ -61,7 +61,9 @@ async def shards(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Shar
     redis = LocalRedisCluster(tmp_path_factory.mktemp("redis-cluster-nodes"), free_cluster_ports())
     await redis.start()
     prefix = f"dshard{secrets.token_hex(3)}:"
-    env = node_env(redis.url, prefix, {"CLUSTER_BROKER_URL": f"{redis.url}?prefix={prefix}"})
+    # node_ttl=2: a killed node's connections leave presence within about 3 s
+    env = node_env(redis.url, prefix,
+                   {"CLUSTER_BROKER_URL": f"{redis.url}?prefix={prefix}&node_ttl=2"})
     log_dir = tmp_path_factory.mktemp("shard-nodes")
     nodes = [NodeProcess(f"node{n}", env, log_dir, app="shard_app:app") for n in "ABC"]
     try:
@@ -168,6 +170,29 @@ async def test_one_order_per_room_under_concurrent_publishers(cluster: Shards) -
     assert [seq for seq, _, _ in seen[0]] == list(range(1, total + 1))
     for p in (0, 1):  # each publisher's own events keep its order
         assert [i for _, q, i in seen[0] if q == p] == list(range(per_publisher))
+
+
+async def test_a_killed_nodes_connections_leave_presence(cluster: Shards) -> None:
+    """SIGKILL an app node: a survivor claims it (one script in the liveness slot) and
+    removes its connections from the rooms and users in their own slots; members on
+    the other nodes are told once."""
+    a, b, c = cluster.nodes
+    room = await cluster.room_on((await cluster.redis.masters())[0].port, family="lobby")
+    observer = await cluster.probe(a, "observer")
+    await observer.request("join", room=room)
+    doomed = await cluster.probe(c, "doomed")
+    await doomed.request("join", room=room)
+    joined = await observer.next("presence_join")
+    assert joined["user_id"] == "doomed"
+    await c.kill()
+    left = await observer.next("presence_leave", timeout=15)
+    assert (left["user_id"], left["client_id"]) == ("doomed", doomed.hello["client_id"])
+    assert await observer.nothing("presence_leave", wait=1.0)  # told once, by one survivor
+    presence = await observer.request("presence", room=room)
+    assert [u["user_id"] for u in presence["users"]] == ["observer"]
+    clients = (await cluster.http.get(f"{b.http_url}/test/clients/doomed")).json()["clients"]
+    assert clients == []
+    await c.start()  # the module's later tests use three nodes again
 
 
 class Flow:
