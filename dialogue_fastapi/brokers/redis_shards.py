@@ -116,8 +116,8 @@ class ShardedSubscriber:
     def _shard_for(self, channel: bytes) -> RedisSubscriber:
         host, port = self._owner(channel)
         name = f"{host}:{port}"
-        shard = self._shards.get(name)
-        if shard is None or shard.down:
+        shard = self._shards.get(name)  # (one that is down keeps its place until it is repaired)
+        if shard is None:
             shard = RedisSubscriber(self._connect(host, port), None, self._on_event, self._source,
                                     self._poll, sharded=self._hooks, stats=self.stats,
                                     on_frame=self._on_frame)
@@ -180,6 +180,8 @@ class ShardedSubscriber:
     async def _move_all(self) -> None:
         """Every channel read from a master that is down or no longer owns its slot moves."""
         for shard in list(self._shards.values()):
+            if shard.down and self._shards.get(shard.name) is shard:
+                del self._shards[shard.name]  # its channels get a new subscriber, wherever
             for channel, direct in shard.frame_channels().items():
                 if shard.down or self._owner_name(channel) != shard.name:
                     shard.unwatch(channel)
@@ -190,7 +192,7 @@ class ShardedSubscriber:
                                         self._owner_name(keys.channel.encode()) != shard.name):
                     continue
                 moved = shard.detach(room)
-                if moved is None:
+                if moved is None or room not in self._where:  # unsubscribed meanwhile
                     continue
                 keys, position, ts = moved
                 target = self._shard_for(keys.channel.encode())

@@ -257,13 +257,19 @@ class RedisSubscriber:
         pubsub: Any = self._client.pubsub()
         subscribe = getattr(pubsub, self._sub)
         try:
-            channels = [c.decode() for c in self._frames] + [k.channel for k in self._rooms.values()]
-            if self._sharded is not None:  # one SSUBSCRIBE per channel: each has its own slot
-                for channel in channels:
-                    await subscribe(channel)
-            elif channels:
-                await subscribe(*channels)
+            # the first command opens the connection; from then on a room subscribed
+            # meanwhile is sent at once, and the rest are read after that (none is lost)
+            sharded = self._sharded is not None
+            head = self._channel_list()[:1] if sharded else [c.decode() for c in self._frames]
+            if head:
+                await subscribe(*head)
             self._pubsub = pubsub
+            rest = [c for c in self._channel_list() if c not in head]
+            if sharded:  # one SSUBSCRIBE per channel: each has its own slot
+                for channel in rest:
+                    await subscribe(channel)
+            elif rest:
+                await subscribe(*rest)
             while not self._stopping:
                 message = await pubsub.get_message(timeout=self._poll)
                 if message is not None:
@@ -273,6 +279,9 @@ class RedisSubscriber:
             self.listening = False
             with contextlib.suppress(Exception):  # the connection may be gone already
                 await pubsub.aclose()
+
+    def _channel_list(self) -> list[str]:
+        return [c.decode() for c in self._frames] + [k.channel for k in self._rooms.values()]
 
     async def _handle(self, message: dict[str, Any]) -> None:
         kind, channel = message["type"], message["channel"]
