@@ -464,6 +464,35 @@ class LocalRedisCluster:
         await wait_for(agreed, timeout, f"slot {slot} to move to {target_port}")
 
 
+
+# -- for the tests (pytest is imported only here: the CLI runs without it) -------------------
+
+
+def unavailable(reason: str) -> None:
+    """No cluster for the tests: skip with the reason, or fail under ``CI=true``."""
+    import pytest
+    from redis_helpers import IN_CI
+
+    if IN_CI:
+        pytest.fail(f"Redis Cluster tests cannot run under CI: {reason}", pytrace=False)
+    pytest.skip(f"Redis Cluster tests skipped: {reason}")
+
+
+async def start_private_cluster(base_dir: Path) -> LocalRedisCluster:
+    """A new cluster on free ports under ``base_dir`` (tried again on new ports if one was taken)."""
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        unavailable("redis-server / redis-cli are not installed (apt-get install redis-server)")
+    for attempt in range(3):
+        cluster = LocalRedisCluster(base_dir / f"try{attempt}", free_cluster_ports())
+        try:
+            await cluster.start()
+            return cluster
+        except Exception:
+            await cluster.stop()
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
 # -- helpers for the tests ------------------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from nodes import NodeProcess, bearer, eventually, node_env, start_all, stop_all
-from redis_cluster import LocalRedisCluster, free_cluster_ports
+from redis_cluster import LocalRedisCluster, start_private_cluster
 
 from dialogue_fastapi.brokers.redis_scripts import RoomKeys
 from dialogue_fastapi.testing import WsProbe
@@ -58,8 +58,7 @@ class Shards:
 
 @pytest.fixture(scope="module")
 async def shards(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Shards]:
-    redis = LocalRedisCluster(tmp_path_factory.mktemp("redis-cluster-nodes"), free_cluster_ports())
-    await redis.start()
+    redis = await start_private_cluster(tmp_path_factory.mktemp("redis-cluster-nodes"))
     prefix = f"dshard{secrets.token_hex(3)}:"
     # node_ttl=2: a killed node's connections leave presence within about 3 s
     env = node_env(redis.url, prefix,

@@ -16,38 +16,14 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from redis_cluster import LocalRedisCluster, flush_prefix, free_cluster_ports
-from redis_helpers import IN_CI
+from redis_cluster import LocalRedisCluster, flush_prefix, start_private_cluster, unavailable
 
 CLUSTER_URL = os.environ.get("DIALOGUE_TEST_REDIS_CLUSTER_URL")
 CLUSTER_DIR = os.environ.get("DIALOGUE_TEST_REDIS_CLUSTER_DIR")
-
-
-def _unavailable(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"Redis Cluster tests cannot run under CI: {reason}", pytrace=False)
-    pytest.skip(f"Redis Cluster tests skipped: {reason}")
-
-
-async def start_private_cluster(base_dir: Path) -> LocalRedisCluster:
-    """A new cluster on free ports under ``base_dir`` (tried again on new ports if one was taken)."""
-    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
-        _unavailable("redis-server / redis-cli are not installed (apt-get install redis-server)")
-    for attempt in range(3):
-        cluster = LocalRedisCluster(base_dir / f"try{attempt}", free_cluster_ports())
-        try:
-            await cluster.start()
-            return cluster
-        except Exception:
-            await cluster.stop()
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +33,7 @@ async def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterat
         cluster = LocalRedisCluster.attach(Path(CLUSTER_DIR))
         problem = await cluster.problem() if cluster.ports else f"no nodes in {CLUSTER_DIR}"
         if problem is not None:
-            _unavailable(f"the cluster at {CLUSTER_URL} ({CLUSTER_DIR}) is not healthy: {problem}")
+            unavailable(f"the cluster at {CLUSTER_URL} ({CLUSTER_DIR}) is not healthy: {problem}")
         yield cluster
         return
     cluster = await start_private_cluster(tmp_path_factory.mktemp("redis-cluster"))
