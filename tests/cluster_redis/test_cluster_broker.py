@@ -208,3 +208,45 @@ async def test_a_room_the_shard_lost_continues_from_the_store(redis_cluster: Loc
         assert asked == ["stored"]
     finally:
         await broker.stop()
+
+
+async def test_a_shard_restarted_empty_resets_its_rooms(redis_cluster_private: LocalRedisCluster
+                                                         ) -> None:
+    """A shard's master and replica both restart without their data (no persistence): the
+    node reconnects when the shard is back, sees the room's epoch gone, and its members are
+    told to resync; the room goes on from seq 1 in a new epoch. A room on another shard
+    keeps its order and epoch throughout."""
+    cluster, prefix = redis_cluster_private, "drestart:"
+    url = f"{cluster.url}?prefix={prefix}"
+    subscriber, sink = await started(url)
+    publisher, _ = await started(url)
+    try:
+        masters = [m.port for m in await cluster.masters()]
+        taken: set[int] = set()
+        room = await room_on(cluster, prefix, masters[1], taken)
+        other = await room_on(cluster, prefix, masters[2], taken)
+        await subscriber.subscribe(room)
+        await subscriber.subscribe(other)
+        for n in range(3):
+            await publisher.publish(message(room, n), window=10)
+            await publisher.publish(message(other, n), window=10)
+        await sink.wait_events(6)
+        before, other_before = await publisher.position(room), await publisher.position(other)
+        replica = await cluster.replica_of(masters[1])
+        await cluster.kill(replica)
+        await cluster.kill(masters[1])
+        await cluster.restart(masters[1])
+        await cluster.restart(replica)
+        await wait_for(lambda: {"type": "room_reset", "room": room} in sink.controls, "room_reset")
+        after = await publisher.position(room)
+        assert after.epoch != before.epoch and after.seq == 0
+        published = await publisher.publish(message(room, 10), window=10)
+        assert published.message.seq == 1
+        assert {"type": "room_reset", "room": other} not in sink.controls
+        still = await publisher.publish(message(other, 3), window=10)
+        assert (still.message.seq, still.epoch) == (4, other_before.epoch)
+        await wait_for(lambda: [(e.room, e.seq) for e in sink.events][-2:] in (
+            [(room, 1), (other, 4)], [(other, 4), (room, 1)]), "both rooms' next events")
+    finally:
+        await publisher.stop()
+        await subscriber.stop()
