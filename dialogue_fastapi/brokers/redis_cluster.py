@@ -28,6 +28,7 @@ resync and clients recovering from the lost positions get
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -45,6 +46,7 @@ from .redis_shards import ShardedSubscriber
 from .redis_subscriber import Subscriber, SubscriberChannels
 
 SCHEMES = ("redis+cluster://", "rediss+cluster://")
+PIPELINE_ROOM = 8  # connections per master kept for pipelines, beyond the commands' limit
 
 
 def cluster_nodes(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
@@ -71,6 +73,21 @@ def cluster_nodes(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
     return nodes, options
 
 
+class BoundedCluster(RedisCluster):
+    """redis-py's cluster client fails a command at once (``MaxConnectionsError``) when all
+    of a master's connections are busy; this one makes it wait for one instead, like the
+    single-Redis broker's blocking pool (a burst of disconnects must not fail presence
+    writes). Pipelines take one connection per master on top: the pool keeps room for them."""
+
+    def __init__(self, *args: Any, concurrent: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._concurrent = asyncio.Semaphore(concurrent)
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._concurrent:
+            return await super().execute_command(*args, **kwargs)
+
+
 class RedisClusterBroker(RedisBroker):
     """The Redis broker on a Redis Cluster: rooms spread over the shards by hash slot."""
 
@@ -93,10 +110,11 @@ class RedisClusterBroker(RedisBroker):
 
     async def _connect(self) -> None:
         retry = Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), self._retries)
-        cluster = RedisCluster(
+        cluster = BoundedCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in self.seeds],
             socket_timeout=self.command_timeout, socket_connect_timeout=3, retry=retry,
-            max_connections=self.max_connections, **self._auth,
+            max_connections=self.max_connections + PIPELINE_ROOM, concurrent=self.max_connections,
+            **self._auth,
         )
         await cluster.initialize()
         self._redis = cluster

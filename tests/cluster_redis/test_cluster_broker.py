@@ -250,3 +250,25 @@ async def test_a_shard_restarted_empty_resets_its_rooms(redis_cluster_private: L
     finally:
         await publisher.stop()
         await subscriber.stop()
+
+
+async def test_a_burst_of_presence_writes_waits_for_connections(
+    redis_cluster: LocalRedisCluster, cluster_prefix: str,
+) -> None:
+    """More concurrent writes than the pool's connections: they wait, none fails (redis-py's
+    cluster client alone raises MaxConnectionsError)."""
+    from dialogue_fastapi.core.types import PresenceEntry
+
+    broker, sink = RedisClusterBroker(f"{redis_cluster.url}?prefix={cluster_prefix}",
+                                      max_connections=3), RecordingSink()
+    await broker.start(sink.on_event, sink.on_control)
+    try:
+        entries = [PresenceEntry(f"user{i % 7}", f"client{i}") for i in range(150)]
+        await asyncio.gather(*(broker.presence.connect(e) for e in entries))
+        await asyncio.gather(*(broker.presence.join("burst", e, None) for e in entries))
+        assert await broker.presence.count("burst") == 150
+        await asyncio.gather(*(broker.presence.disconnect(e) for e in entries))
+        assert await broker.presence.count("burst") == 0
+        assert await broker.presence.clients_of("user3") == []
+    finally:
+        await broker.stop()
