@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
@@ -36,9 +36,9 @@ async def send_json(ws: ClientConnection, obj: dict[str, Any]) -> None:
     await ws.send(orjson.dumps(obj), text=True)
 
 
-async def join(ws: ClientConnection, cmd_id: int = 1) -> None:
-    """Join the benchmark room; frames before the reply (e.g. presence) are skipped."""
-    await send_json(ws, {"op": "join", "id": cmd_id, "room": ROOM})
+async def join(ws: ClientConnection, cmd_id: int = 1, room: str = ROOM) -> None:
+    """Join the benchmark room (or ``room``); frames before the reply (e.g. presence) are skipped."""
+    await send_json(ws, {"op": "join", "id": cmd_id, "room": room})
     while True:
         msg = orjson.loads(await ws.recv(decode=False))
         if msg.get("id") == cmd_id:
@@ -47,8 +47,8 @@ async def join(ws: ClientConnection, cmd_id: int = 1) -> None:
             return
 
 
-async def open_joined(url: str, count: int) -> list[ClientConnection]:
-    """Open ``count`` connections that joined the room, a bounded number at a time."""
+async def open_joined(url: str, count: int, rooms: Sequence[str] = (ROOM,)) -> list[ClientConnection]:
+    """Open ``count`` connections that joined the room (each of ``rooms``), a bounded number at a time."""
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
     conns: list[ClientConnection] = []
 
@@ -56,7 +56,8 @@ async def open_joined(url: str, count: int) -> list[ClientConnection]:
         async with gate:
             ws = await open_connection(url)
             conns.append(ws)
-            await join(ws)
+            for cmd_id, room in enumerate(rooms, 1):
+                await join(ws, cmd_id, room)
 
     try:
         async with asyncio.TaskGroup() as group:
@@ -96,14 +97,14 @@ async def consume(ws: ClientConnection, tally: Tally) -> None:
 
 
 @asynccontextmanager
-async def subscribers(url: str, count: int, raw: bool) -> AsyncIterator[Tally]:
-    """``count`` joined connections counting what they receive.
+async def subscribers(url: str, count: int, raw: bool, room: str = ROOM) -> AsyncIterator[Tally]:
+    """``count`` connections that joined ``room``, counting what they receive.
 
     ``raw``: read frames with ``_rawreader`` after the join; else a task per
     connection loops on ``websockets``' ``recv``.
     """
     tally = Tally()
-    conns = await open_joined(url, count)
+    conns = await open_joined(url, count, (room,))
     if raw:
         readers = [take_over(ws, tally) for ws in conns]
         pinger = asyncio.create_task(keep_alive(readers))
@@ -125,10 +126,14 @@ async def subscribers(url: str, count: int, raw: bool) -> AsyncIterator[Tally]:
 
 
 class Publisher:
-    """One joined connection that publishes; a reader task counts replies and frees the window."""
+    """One joined connection that publishes; a reader task counts replies and frees the window.
 
-    def __init__(self, ws: ClientConnection) -> None:
+    ``rooms``: publish ``i`` goes to ``rooms[i % len(rooms)]`` (the connection joined them all).
+    """
+
+    def __init__(self, ws: ClientConnection, rooms: Sequence[str] = (ROOM,)) -> None:
         self.ws = ws
+        self.rooms = tuple(rooms)
         self.ids = itertools.count(100)
         self.sent = 0
         self.acked = 0
@@ -150,7 +155,8 @@ class Publisher:
 
     async def publish(self, i: int) -> None:
         data = {"t": time.time_ns(), "i": i, "text": TEXT}
-        cmd = {"op": "publish", "id": next(self.ids), "room": ROOM, "event": EVENT, "data": data}
+        room = self.rooms[i % len(self.rooms)]
+        cmd = {"op": "publish", "id": next(self.ids), "room": room, "event": EVENT, "data": data}
         await send_json(self.ws, cmd)
         self.sent += 1
 
@@ -161,9 +167,9 @@ class Publisher:
 
 
 @asynccontextmanager
-async def publisher(url: str) -> AsyncIterator[Publisher]:
-    (ws,) = await open_joined(url, 1)
-    pub = Publisher(ws)
+async def publisher(url: str, rooms: Sequence[str] = (ROOM,)) -> AsyncIterator[Publisher]:
+    (ws,) = await open_joined(url, 1, rooms)
+    pub = Publisher(ws, rooms)
     try:
         yield pub
     finally:
@@ -210,9 +216,9 @@ class Publishers:
         await next(self._next).publish(i)
 
 
-async def mute(ws: ClientConnection, cmd_id: int = 2) -> None:
+async def mute(ws: ClientConnection, cmd_id: int = 2, room: str = ROOM) -> None:
     """Unsubscribe a joined connection from the benchmark's event (dialogue's ``unsubscribe``)."""
-    await send_json(ws, {"op": "unsubscribe", "id": cmd_id, "room": ROOM, "events": [EVENT]})
+    await send_json(ws, {"op": "unsubscribe", "id": cmd_id, "room": room, "events": [EVENT]})
     while True:
         msg = orjson.loads(await ws.recv(decode=False))
         if msg.get("id") == cmd_id:
@@ -222,19 +228,24 @@ async def mute(ws: ClientConnection, cmd_id: int = 2) -> None:
 
 
 @asynccontextmanager
-async def publishers(url: str, count: int) -> AsyncIterator[Publishers]:
-    """``count`` joined publishing connections that do not receive the events they publish.
+async def publishers(url: str, count: int, rooms: Sequence[str] = (ROOM,)) -> AsyncIterator[Publishers]:
+    """``count`` publishing connections that joined ``rooms`` and do not receive the events they publish.
 
     (A single ``publisher`` does, as in ``fanout.py``; with many, their copies
     would be uncounted deliveries.) Dialogue only: the ceiling has no ``unsubscribe``.
     """
-    conns = await open_joined(url, count)
+    conns = await open_joined(url, count, rooms)
+
+    async def mute_all(ws: ClientConnection) -> None:  # one recv() at a time per connection
+        for cmd_id, room in enumerate(rooms, len(rooms) + 1):  # ids after the joins'
+            await mute(ws, cmd_id, room)
+
     try:
-        await asyncio.gather(*(mute(ws) for ws in conns))
+        await asyncio.gather(*(mute_all(ws) for ws in conns))
     except BaseException:
         await close_all(conns)
         raise
-    parts = [Publisher(ws) for ws in conns]
+    parts = [Publisher(ws, rooms) for ws in conns]
     try:
         yield Publishers(parts)
     finally:

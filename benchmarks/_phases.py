@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from _client import Publisher, Publishers, close_all, open_joined
@@ -12,6 +12,19 @@ from _servers import CpuMeter, ServerProcess
 from _tally import Tallies, Tally
 
 POLL = 0.001
+# Deliveries per publish: an int, or one per room when publish i goes to room i % len (cluster.py --rooms)
+Fanout = int | Sequence[int]
+
+
+def expected(n: Fanout, published: int) -> int:
+    """Deliveries that ``published`` publishes (numbered from 0) make."""
+    if isinstance(n, int):
+        return published * n
+    return published // len(n) * sum(n) + sum(n[: published % len(n)])
+
+
+def mean_fanout(n: Fanout) -> float:
+    return n if isinstance(n, int) else sum(n) / len(n)
 
 
 @dataclass
@@ -52,7 +65,7 @@ async def throughput(
     server: CpuMeter,
     pub: Publisher | Publishers,
     tally: Tally | Tallies,
-    n: int,
+    n: Fanout,
     duration: float,
     window: int,
     max_lag: int,
@@ -68,15 +81,17 @@ async def throughput(
     """
     tally.reset()
     pub.window = asyncio.Semaphore(window)
-    start_sent, lag_limit = pub.sent, max_lag * n
+    start_sent, lag_limit = pub.sent, max_lag * mean_fanout(n)
     drained = _Drain(pub, tally, n)
     cpu0, ccpu0, t0 = server.cpu_seconds(), time.process_time(), time.perf_counter()
     stop = t0 + duration
     async with asyncio.timeout(duration + timeout):  # e.g. a server that stopped acking
         while time.perf_counter() < stop:
             await pub.window.acquire()
-            while (pub.sent - start_sent) * n - tally.delivered > lag_limit and time.perf_counter() < stop:
+            behind = expected(n, pub.sent - start_sent) - tally.delivered
+            while behind > lag_limit and time.perf_counter() < stop:
                 await asyncio.sleep(POLL)
+                behind = expected(n, pub.sent - start_sent) - tally.delivered
             await pub.publish(pub.sent - start_sent)
     published = pub.sent - start_sent
     complete = await _wait_for(drained, timeout) and not tally.closes and not drained.failed
@@ -97,7 +112,7 @@ async def throughput(
 class _Drain:
     """True once every publish since creation is acked and every accepted one delivered."""
 
-    def __init__(self, pub: Publisher | Publishers, tally: Tally | Tallies, n: int) -> None:
+    def __init__(self, pub: Publisher | Publishers, tally: Tally | Tallies, n: Fanout) -> None:
         self.pub, self.tally, self.n = pub, tally, n
         self.sent0, self.acked0, self.errors0 = pub.sent, pub.acked, dict(pub.errors)
 
@@ -115,7 +130,7 @@ class _Drain:
             return True
         if self.pub.acked - self.acked0 < published:
             return False
-        return self.tally.delivered >= (published - self.failed) * self.n
+        return self.tally.delivered >= expected(self.n, published - self.failed)
 
 
 def percentile(sorted_values: list[int], q: float) -> float:
@@ -128,7 +143,7 @@ async def latency(
     server: CpuMeter,
     pub: Publisher | Publishers,
     tally: Tally | Tallies,
-    n: int,
+    n: Fanout,
     rate: float,
     duration: float,
     warmup: float,

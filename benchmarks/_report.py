@@ -13,6 +13,7 @@ from typing import Any
 # The indented ones are cluster.py's: the same figure for the subscribers on the
 # publisher's node and on the other node, and the CPU of each process.
 LABELS = {
+    "subscriber_nodes": ("app nodes subscribed per room", "{:.1f}"),  # cluster.py
     "deliv_per_s": ("delivered msgs/s", "{:,.0f}"),
     "same_deliv_per_s": ("  publisher's node: delivered msgs/s", "{:,.0f}"),
     "other_deliv_per_s": ("  other node: delivered msgs/s", "{:,.0f}"),
@@ -21,6 +22,8 @@ LABELS = {
     "node_a_util": ("  publisher's node", "{:.0%}"),
     "node_b_util": ("  other node", "{:.0%}"),
     "redis_util": ("  redis-server", "{:.0%}"),
+    "redis_shard_util": ("  redis-server per shard", "{:.0%}"),  # a list: one per master
+    "redis_replica_util": ("  redis replicas (all)", "{:.0%}"),
     "client_util": ("load-gen CPU utilisation (tput phase)", "{:.0%}"),
     "msgs_per_write": ("SSE messages per write (tput phase)", "{:.1f}"),  # sse.py
     "rate": ("latency: offered publishes/s", "{:,.0f}"),
@@ -31,6 +34,11 @@ LABELS = {
     "other_p50_ms": ("  other node: p50 ms", "{:.2f}"),
     "other_p99_ms": ("  other node: p99 ms", "{:.2f}"),
     "lat_server_util": ("server CPU utilisation (latency phase)", "{:.0%}"),
+    "lat_node_a_util": ("  publisher's node", "{:.0%}"),
+    "lat_node_b_util": ("  other node", "{:.0%}"),
+    "lat_redis_util": ("  redis-server", "{:.0%}"),
+    "lat_redis_shard_util": ("  redis-server per shard", "{:.0%}"),
+    "lat_redis_replica_util": ("  redis replicas (all)", "{:.0%}"),
     "lat_client_util": ("load-gen CPU utilisation (latency phase)", "{:.0%}"),
     "lat_msgs_per_write": ("SSE messages per write (latency phase)", "{:.2f}"),  # sse.py
     "foreign_load": ("foreign CPU load (max, cores)", "{:.2f}"),
@@ -71,7 +79,9 @@ def medians(runs: list[dict[str, float]]) -> dict[str, float]:
     return {k: statistics.median(run[k] for run in runs if k in run) for k in keys}
 
 
-def _fmt(metric: str, value: float | None) -> str:
+def _fmt(metric: str, value: float | list[float] | None) -> str:
+    if isinstance(value, list):  # one figure per part (cluster.py's shards)
+        return " / ".join(_fmt(metric, v) for v in value)
     if value is None or math.isnan(value):
         return "n/a"
     return LABELS[metric.split("@")[0]][1].format(value)
@@ -86,8 +96,8 @@ def ratio(
     med: dict[str, dict[str, float]], metric: str, num: str = "dialogue", den: str = "baseline"
 ) -> float | None:
     base, dial = med.get(den, {}).get(metric), med.get(num, {}).get(metric)
-    if base is None or dial is None or base == 0:
-        return None
+    if not isinstance(base, int | float) or not isinstance(dial, int | float) or base == 0:
+        return None  # not measured on both sides, or not one figure
     return dial / base
 
 
@@ -124,6 +134,24 @@ def table(
     (den, den_head), (num, num_head) = columns
     head = ("metric", den_head, num_head, f"{num_head}/{den_head}")
     return text_table([head, *_rows(med, _all_metrics(med), den, num)])
+
+
+def wide_table(
+    med: dict[str, dict[str, Any]], columns: Sequence[tuple[str, str]], ratios: Sequence[tuple[str, str]]
+) -> str:
+    """Metric, a column per ``(kind, heading)`` of ``columns`` present in ``med``, and a ratio
+    column per ``(num, den)`` pair of kinds (num/den) with both present."""
+    shown = [(k, h) for k, h in columns if k in med]
+    heads = dict(shown)
+    pairs = [(n, d) for n, d in ratios if n in heads and d in heads]
+    rows: list[Sequence[str]] = [
+        ("metric", *(h for _, h in shown), *(f"{heads[n]}/{heads[d]}" for n, d in pairs))
+    ]
+    for metric in _all_metrics({k: med[k] for k, _ in shown}):
+        cells = [_fmt(metric, med[k].get(metric)) for k, _ in shown]
+        rs = [ratio(med, metric, n, d) for n, d in pairs]
+        rows.append((_label(metric), *cells, *("" if r is None else f"{r:.2f}x" for r in rs)))
+    return text_table(rows)
 
 
 def _judge(metric: str, r: float | None) -> tuple[str, bool | None]:

@@ -200,16 +200,18 @@ class Phase:
 
 def cluster_phase(med: dict[str, Any], args: dict[str, Any], n: int) -> Phase:
     """The latency phase (``lat_node_a_util@N``, ...: a fixed moderate rate, close to real use) if
-    the file has it, else the throughput phase (16 publishes in flight: batched)."""
+    the file has it, else the throughput phase (16 publishes in flight: batched). With ``--rooms K``
+    each node's subscribers are spread over K rooms published to in turn: a publish reaches 1/K."""
     on_a = math.ceil(n * float(args.get("on_node_a", 0.5)))
+    rooms = int(args.get("rooms") or 1)
     # the publisher is a member on node A: A is subscribed, B only if it holds subscribers
     nodes = int(med.get(f"subscriber_nodes@{n}", 2 if on_a < n else 1))
     if f"lat_node_a_util@{n}" in med:
         pubs = med[f"rate@{n}"]
-        return Phase(pubs, pubs * on_a, pubs * (n - on_a), med[f"lat_node_a_util@{n}"],
+        return Phase(pubs, pubs * on_a / rooms, pubs * (n - on_a) / rooms, med[f"lat_node_a_util@{n}"],
                      med.get(f"lat_node_b_util@{n}"), med.get(f"lat_redis_util@{n}"), nodes,
                      f"lat_*_util@{n} at rate@{n}")
-    pubs = med[f"deliv_per_s@{n}"] / n
+    pubs = med[f"deliv_per_s@{n}"] * rooms / n
     return Phase(pubs, med.get(f"same_deliv_per_s@{n}", 0.0), med.get(f"other_deliv_per_s@{n}", 0.0),
                  med.get(f"node_a_util@{n}"), med.get(f"node_b_util@{n}"), med.get(f"redis_util@{n}"),
                  nodes, f"*_util@{n} at deliv_per_s@{n} / {n}")

@@ -3,6 +3,8 @@
 Per-connection send-queue limits are left at the library's defaults on purpose
 (the benchmark keeps every subscriber's backlog small, see ``fanout.py``).
 
+``BENCH_ROOMS=bench,bench-1,...``: these rooms instead of ``bench`` alone (``cluster.py --rooms``).
+
 ``DIALOGUE_BENCH_METRICS=1``: with ``metrics=True`` (``fanout.py --metrics``).
 
 ``DIALOGUE_BENCH_PUSH=1``: the room lists ``"webpush"`` in its channels and the app has a
@@ -26,7 +28,8 @@ if os.environ.get("DIALOGUE_BENCH_PUSH") == "1":
     push = PushConfig(vapid_private_key=generate_vapid_key(), vapid_subject="mailto:bench@example.com")
     channels.append("webpush")
 
-dialogue = Dialogue(rooms={"bench": RoomConfig(name="bench", channels=channels)}, allow_anonymous=True,
-                    metrics=os.environ.get("DIALOGUE_BENCH_METRICS") == "1", push=push)
+ROOMS = os.environ.get("BENCH_ROOMS", "bench").split(",")
+dialogue = Dialogue(rooms={room: RoomConfig(name=room, channels=channels) for room in ROOMS},
+                    allow_anonymous=True, metrics=os.environ.get("DIALOGUE_BENCH_METRICS") == "1", push=push)
 app = FastAPI()
 app.include_router(dialogue.router)
