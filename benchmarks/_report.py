@@ -96,8 +96,8 @@ def ratio(
     med: dict[str, dict[str, float]], metric: str, num: str = "dialogue", den: str = "baseline"
 ) -> float | None:
     base, dial = med.get(den, {}).get(metric), med.get(num, {}).get(metric)
-    if not isinstance(base, int | float) or not isinstance(dial, int | float) or base == 0:
-        return None  # not measured on both sides, or not one figure
+    if not isinstance(base, int | float) or not isinstance(dial, int | float) or abs(base) < 1e-6:
+        return None  # not measured on both sides, not one figure, or (next to) nothing to divide
     return dial / base
 
 

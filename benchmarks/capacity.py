@@ -198,15 +198,19 @@ class Phase:
     keys: str  # how the figures were read, for the source column
 
 
-def cluster_phase(med: dict[str, Any], args: dict[str, Any], n: int) -> Phase:
-    """The latency phase (``lat_node_a_util@N``, ...: a fixed moderate rate, close to real use) if
-    the file has it, else the throughput phase (16 publishes in flight: batched). With ``--rooms K``
+def cluster_phase(med: dict[str, Any], args: dict[str, Any], n: int, phase: str = "throughput"
+                  ) -> Phase:
+    """The throughput phase (the default: 16 publishes in flight, every process busy, so the
+    CPU per publish is its marginal cost, as on a loaded deployment), or with
+    ``phase="latency"`` the latency phase (``lat_node_a_util@N``, ...: a fixed low rate, where
+    fixed costs - heartbeats, timers, a CPU waking from idle - are spread over few publishes:
+    the expensive end) if the file has it. With ``--rooms K``
     each node's subscribers are spread over K rooms published to in turn: a publish reaches 1/K."""
     on_a = math.ceil(n * float(args.get("on_node_a", 0.5)))
     rooms = int(args.get("rooms") or 1)
     # the publisher is a member on node A: A is subscribed, B only if it holds subscribers
     nodes = int(med.get(f"subscriber_nodes@{n}", 2 if on_a < n else 1))
-    if f"lat_node_a_util@{n}" in med:
+    if phase == "latency" and f"lat_node_a_util@{n}" in med:
         pubs = med[f"rate@{n}"]
         return Phase(pubs, pubs * on_a / rooms, pubs * (n - on_a) / rooms, med[f"lat_node_a_util@{n}"],
                      med.get(f"lat_node_b_util@{n}"), med.get(f"lat_redis_util@{n}"), nodes,
@@ -217,8 +221,10 @@ def cluster_phase(med: dict[str, Any], args: dict[str, Any], n: int) -> Phase:
                  nodes, f"*_util@{n} at deliv_per_s@{n} / {n}")
 
 
-def from_cluster(files: Sequence[tuple[str, dict[str, Any]]], deliver_us: float) -> dict[str, Figure]:
-    """cluster.py --json: medians.cluster, per file at the smallest N (most publishes). Both nodes
+def from_cluster(files: Sequence[tuple[str, dict[str, Any]]], deliver_us: float,
+                 kind: str = "cluster", phase: str = "throughput") -> dict[str, Figure]:
+    """cluster.py --json: medians.<kind> (``cluster``: one Redis; ``shards``: a Redis Cluster,
+    redis_util summed over its masters), per file at the smallest N (most publishes). Both nodes
     receive every publish; node A also runs the publish path, so
     publish_us = (node A's CPU - node B's - (A's - B's deliveries) * deliver_us) / publishes;
     Redis CPU per publish = redis_util / publishes, split into the script and a cost per
@@ -227,11 +233,11 @@ def from_cluster(files: Sequence[tuple[str, dict[str, Any]]], deliver_us: float)
     out: dict[str, Figure] = {}
     points: list[tuple[int, float, str]] = []  # (subscribed nodes, Redis us per publish, source)
     for name, data in files:
-        med = kind_medians(data, "cluster", name)
+        med = kind_medians(data, kind, name)
         ns = sorted(int(k.split("@")[1]) for k in med if k.startswith("deliv_per_s@"))
         if not ns:
             continue
-        ph = cluster_phase(med, data.get("args", {}), ns[0])
+        ph = cluster_phase(med, data.get("args", {}), ns[0], phase)
         if ph.util_a is not None and ph.util_b is not None:
             out.setdefault("publish_us", Figure(
                 ((ph.util_a - ph.util_b) * 1e6 - (ph.d_a - ph.d_b) * deliver_us) / ph.pubs,
@@ -249,6 +255,9 @@ def from_cluster(files: Sequence[tuple[str, dict[str, Any]]], deliver_us: float)
         lo, hi = counts[0], counts[-1]
         slope = (mean[hi] - mean[lo]) / (hi - lo)
         where = f"fit over {lo} and {hi} subscribed nodes ({'; '.join(p[2] for p in points)})"
+        if slope < 0:  # one pub/sub message costs Redis less than the runs' noise
+            where += f"; the slope, {slope:.1f} us, is below the runs' noise: taken as 0"
+            slope = 0.0
         out["redis_node_us"] = Figure(slope, where)
         out["redis_publish_us"] = Figure(mean[lo] - lo * slope, where)
     elif points:
@@ -277,7 +286,8 @@ def from_memory(data: dict[str, Any], name: str, deliver_us: float, publish_us: 
     return out
 
 
-def load_costs(fanout: Path | None, cluster: Sequence[Path], memory: Path | None) -> dict[str, Figure]:
+def load_costs(fanout: Path | None, cluster: Sequence[Path], memory: Path | None,
+               cluster_kind: str = "cluster", phase: str = "throughput") -> dict[str, Figure]:
     def read(path: Path) -> dict[str, Any]:
         data: dict[str, Any] = json.loads(path.read_text())
         return data
@@ -288,7 +298,7 @@ def load_costs(fanout: Path | None, cluster: Sequence[Path], memory: Path | None
     figs.setdefault("deliver_us", Figure(EST_DELIVER_US[0], EST_DELIVER_US[1], estimate=True))
     deliver = figs["deliver_us"].value
     given = [(str(p), read(p)) for p in cluster]
-    clu = from_cluster(given, deliver) if given else {}
+    clu = from_cluster(given, deliver, cluster_kind, phase) if given else {}
     for key, fig in from_cluster([(str(DOCS_CLUSTER["source"]), DOCS_CLUSTER)], deliver).items():
         clu.setdefault(key, fig)
     figs |= {k: v for k, v in clu.items() if k not in figs}
@@ -380,11 +390,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fanout", type=Path, help="fanout.py --json output")
     p.add_argument("--cluster", type=Path, action="append", default=[],
                    help="cluster.py --json output (repeatable: runs with different subscriber layouts)")
+    p.add_argument("--cluster-kind", choices=("cluster", "shards"), default="cluster",
+                   help="which two-node run of --cluster: one Redis, or the Redis Cluster")
+    p.add_argument("--phase", choices=("throughput", "latency"), default="throughput",
+                   help="the --cluster phase the per-publish costs come from (see cluster_phase)")
     p.add_argument("--memory", type=Path, help="shape.py --json output (best: --idle N)")
     p.add_argument("--scenario", type=Path, help="a JSON scenario (or a list); default: the worked examples")
     p.add_argument("--json", type=Path, help="write the costs, their sources and the plans here")
     a = p.parse_args(argv)
-    figs = load_costs(a.fanout, a.cluster, a.memory)
+    figs = load_costs(a.fanout, a.cluster, a.memory, a.cluster_kind, a.phase)
     raws = EXAMPLES if a.scenario is None else json.loads(a.scenario.read_text())
     raws = raws if isinstance(raws, list) else [raws]
     items, overridden, targets = [], set(), set()

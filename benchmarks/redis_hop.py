@@ -21,7 +21,9 @@ Then the floor, with the same client library and Redis: a bare ``PUBLISH``
 from one connection read by a pub/sub ``get_message`` loop on another
 (``bare publish to pub/sub``), and a bare ``EVALSHA`` of a script returning
 1 (``bare script round trip``). ``INFO commandstats`` gives Redis's own time
-per publish script. Medians and p99 in µs; the first 10% are warm-up.
+per publish script, at ``--rate`` and with the same publishes sent back to
+back first (Redis and the node busy). Medians and p99 in µs; the first 10%
+are warm-up.
 """
 
 from __future__ import annotations
@@ -129,7 +131,7 @@ async def broker_hop(url: str, count: int, rate: float) -> dict[str, list[float]
                                             read[seq] - start, sunk[seq] - read[seq],
                                             sunk[seq] - start), strict=True):
                 stages[name].append(value / 1000)
-            await asyncio.sleep(1 / rate)
+            await asyncio.sleep(1 / rate if rate > 0 else 0)
     finally:
         await broker.stop()
     return stages
@@ -177,14 +179,20 @@ async def script_usec(url: str) -> dict[str, float]:
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     from redis.asyncio import Redis
 
-    admin = Redis.from_url(args.redis_url)
-    await admin.config_resetstat()
-    await admin.aclose()
+    async def reset() -> None:
+        admin = Redis.from_url(args.redis_url)
+        await admin.config_resetstat()
+        await admin.aclose()
+
+    await reset()
+    await broker_hop(args.redis_url, args.count, 0)  # back to back: Redis and the node busy
+    busy = await script_usec(args.redis_url)
+    await reset()
     hop = await broker_hop(args.redis_url, args.count, args.rate)
     redis_side = await script_usec(args.redis_url)
     hop.update(await floor(args.redis_url, args.count, args.rate))
     return {"stages": {name: summary(values) for name, values in hop.items()},
-            "redis_usec_per_call": redis_side}
+            "redis_usec_per_call": redis_side, "redis_usec_per_call_back_to_back": busy}
 
 
 def run() -> None:
@@ -212,6 +220,8 @@ def run() -> None:
         print(f"{name:28s} {figures['p50']:9.1f} {figures['p99']:9.1f}")
     for name, usec in result["redis_usec_per_call"].items():
         print(f"redis {name.removeprefix('cmdstat_'):22s} {usec:9.1f} µs per call (Redis's own time)")
+    for name, usec in result["redis_usec_per_call_back_to_back"].items():
+        print(f"redis {name.removeprefix('cmdstat_'):22s} {usec:9.1f} µs per call, publishes back to back")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
 
