@@ -313,23 +313,6 @@ def load_local_cluster() -> ModuleType:
     return module
 
 
-async def start_masters_only(module: ModuleType, cluster: Any, timeout: float = 60) -> None:
-    """``LocalRedisCluster.start`` for 3 masters without replicas (it only makes 3 + 3):
-    its own node start-up, then ``redis-cli --cluster create --cluster-replicas 0``."""
-    for port in cluster.ports:
-        cluster._spawn(port)
-    for port in cluster.ports:
-        await module.wait_for(cluster._answers(port), 10, f"redis-server on {port}")
-    proc = await asyncio.create_subprocess_exec(
-        "redis-cli", "--cluster", "create", *(f"{module.HOST}:{p}" for p in cluster.ports),
-        "--cluster-replicas", "0", "--cluster-yes",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    out, _ = await asyncio.wait_for(proc.communicate(), timeout)
-    if proc.returncode != 0 or b"[OK] All 16384 slots covered" not in out:
-        raise RuntimeError(f"redis-cli --cluster create failed:\n{out.decode(errors='replace')}")
-    await cluster.wait_healthy(timeout)
-
-
 def kill_leftovers(nodes: Sequence[RedisNode]) -> None:
     """At exit, whatever happened: SIGKILL each node still running (checked by its command
     line, so a pid reused since is left alone)."""
@@ -357,7 +340,7 @@ async def local_cluster(replicas: int, everywhere: set[int]) -> AsyncIterator[Sh
             ports = module.free_cluster_ports(count)
             cluster = module.LocalRedisCluster(Path(base_dir) / f"try{attempt}", ports)
             try:
-                await (cluster.start() if replicas else start_masters_only(module, cluster))
+                await cluster.start(replicas=1 if replicas else 0)
                 break
             except Exception:
                 await cluster.stop()

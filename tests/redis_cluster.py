@@ -291,17 +291,19 @@ class LocalRedisCluster:
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    async def start(self, timeout: float = 60) -> None:
-        """Start the six nodes, create the cluster and wait until it is healthy."""
-        if len(self.ports) != 6:
-            raise ValueError("a cluster of 3 masters + 3 replicas needs 6 ports")
+    async def start(self, timeout: float = 60, replicas: int = 1) -> None:
+        """Start the nodes, create the cluster (3 masters, ``replicas`` each) and wait until
+        it is healthy."""
+        if len(self.ports) != 3 * (1 + replicas):
+            raise ValueError(f"3 masters with {replicas} replica(s) each need {3 * (1 + replicas)} "
+                             f"ports, not {len(self.ports)}")
         for port in self.ports:
             self._spawn(port)
         for port in self.ports:
             await wait_for(self._answers(port), 10, f"redis-server on {port}")
         proc = await asyncio.create_subprocess_exec(
             "redis-cli", "--cluster", "create", *(f"{HOST}:{p}" for p in self.ports),
-            "--cluster-replicas", "1", "--cluster-yes",
+            "--cluster-replicas", str(replicas), "--cluster-yes",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         out, _ = await asyncio.wait_for(proc.communicate(), timeout)
         if proc.returncode != 0 or b"[OK] All 16384 slots covered" not in out:

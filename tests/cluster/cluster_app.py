@@ -28,7 +28,7 @@ from fastapi import FastAPI
 from parent_watch import watch_parent
 from pydantic import BaseModel
 from redis.asyncio import Redis
-from starlette.requests import HTTPConnection
+from token_auth import authenticate
 
 from dialogue_fastapi import Dialogue, EventMessage, Hooks, Identity, RateLimit, RoomConfig
 from dialogue_fastapi.brokers.redis import RedisBroker
@@ -67,14 +67,6 @@ rooms.update({room: RoomConfig(name=room, presence_events=True) for room in PRES
 # room families: a conversation per pair of users; teams of at most 3 (test_cluster_families)
 rooms["dm:{a}:{b}"] = RoomConfig(name="Direct messages", members=["a", "b"])
 rooms["team:{n:int}"] = RoomConfig(name="Team", max_size=3)
-
-
-def authenticate(conn: HTTPConnection) -> Identity | None:
-    token = conn.query_params.get("token")
-    header = conn.headers.get("authorization", "")
-    if token is None and header.startswith("Bearer "):
-        token = header.removeprefix("Bearer ")
-    return None if not token else Identity(token)
 
 
 state: dict[str, Any] = {}  # the app's own Redis client, made in the lifespan (loop-bound)

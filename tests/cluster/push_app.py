@@ -20,22 +20,14 @@ from typing import Any
 
 from fastapi import FastAPI
 from parent_watch import watch_parent
-from starlette.requests import HTTPConnection
+from token_auth import authenticate
 
-from dialogue_fastapi import Dialogue, Identity, PushConfig, RoomConfig
+from dialogue_fastapi import Dialogue, PushConfig, RoomConfig
 from dialogue_fastapi.brokers.redis import RedisBroker
 from dialogue_fastapi.stores.sql import SqlStore
 
 ROUTER_PREFIX = "/dialogue"
 ROOMS = ["design", *(f"room{i}" for i in range(20))]
-
-
-def authenticate(conn: HTTPConnection) -> Identity | None:
-    token = conn.query_params.get("token")
-    header = conn.headers.get("authorization", "")
-    if token is None and header.startswith("Bearer "):
-        token = header.removeprefix("Bearer ")
-    return None if not token else Identity(token)
 
 
 broker = RedisBroker(os.environ["DIALOGUE_TEST_REDIS_URL"], prefix=os.environ["CLUSTER_PREFIX"])

@@ -15,20 +15,12 @@ from typing import Any
 from fastapi import FastAPI
 from parent_watch import watch_parent
 from pydantic import BaseModel
-from starlette.requests import HTTPConnection
+from token_auth import authenticate
 
-from dialogue_fastapi import Dialogue, Identity, RoomConfig
+from dialogue_fastapi import Dialogue, RoomConfig
 
 BROKER_URL = os.environ["CLUSTER_BROKER_URL"]
 ROUTER_PREFIX = "/dialogue"
-
-
-def authenticate(conn: HTTPConnection) -> Identity | None:
-    token = conn.query_params.get("token")
-    header = conn.headers.get("authorization", "")
-    if token is None and header.startswith("Bearer "):
-        token = header.removeprefix("Bearer ")
-    return None if not token else Identity(token)
 
 
 dialogue = Dialogue(
