@@ -13,14 +13,16 @@ so the cluster layout gives each kind of key the slot of what it belongs to::
     {prefix}{nodes}:live           set of the live node ids (one slot for liveness)
     {prefix}{nodes}:alive:{node}   refreshed by the node with a TTL
     {prefix}{nodes}:reaped:{node}  its connections a survivor reaped
+    {prefix}{nodes}:reaping        hash dead node -> the survivor removing its connections
 
 Writes that span slots are ordered so that a node dying between them leaves
 nothing a survivor cannot clean: the node's own record is written first and
 removed last. A dead node is claimed by one survivor in one script on the
 liveness slot (so each departure is reported once); that survivor then removes
-its connections room by room. A survivor that dies during that sweep leaves
-the rest of it undone (its rooms show those members until they are cleared by
-hand or the rooms are dropped): see ``docs/scaling.md``.
+its connections room by room, and the claim stays recorded until it is done.
+If that survivor dies during the sweep, the next survivor to sweep takes the
+claim over and removes what is left (the members the first one had already
+removed from their rooms are then not announced as leaving).
 """
 
 from __future__ import annotations
@@ -43,13 +45,30 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
 
-# KEYS: live set ; ARGV: the alive keys' prefix, node id to skip -> the dead node ids, each
-# claimed (removed from the live set) by this call only
+# KEYS: live set, reaping hash (dead node -> the survivor removing its connections) ;
+# ARGV: the alive keys' prefix, this node's id -> the dead nodes this node now removes: the
+# ones it finds dead (claimed here, by this call only), and the ones whose removal another
+# survivor began and did not finish because it died too (or this node did not finish)
 CLAIM_DEAD = """
 local dead = {}
 for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if node ~= ARGV[2] and redis.call('EXISTS', ARGV[1] .. #node .. ':' .. node) == 0 then
     redis.call('SREM', KEYS[1], node)
+    redis.call('HSET', KEYS[2], node, ARGV[2])
+    table.insert(dead, node)
+  end
+end
+local listed = {}
+for _, d in ipairs(dead) do listed[d] = true end
+local reaping = redis.call('HGETALL', KEYS[2])
+for i = 1, #reaping, 2 do
+  local node, by = reaping[i], reaping[i + 1]
+  if redis.call('SISMEMBER', KEYS[1], node) == 1 then
+    redis.call('HDEL', KEYS[2], node)  -- it came back: nothing left to finish
+  elseif not listed[node] and (by == ARGV[2] or
+                               redis.call('EXISTS', ARGV[1] .. #by .. ':' .. by) == 0) then
+    redis.call('HSET', KEYS[2], node, ARGV[2])
+    listed[node] = true
     table.insert(dead, node)
   end
 end
@@ -72,6 +91,7 @@ class ClusterPresence(RedisPresence):
         self.nodes_key = f"{prefix}{{nodes}}:live"
         self.alive_key = self._alive_base + part(node_id)
         self.reaped_key = f"{prefix}{{nodes}}:reaped:{part(node_id)}"
+        self.reaping_key = f"{prefix}{{nodes}}:reaping"
         self.where_key = ""  # no cluster-wide "where": a user's hash says where its clients are
 
     def bind(self, redis: RedisCluster | None) -> None:  # type: ignore[override]
@@ -200,10 +220,11 @@ class ClusterPresence(RedisPresence):
 
     async def reap(self) -> Reaped:
         dead = [text(n) for n in await self._script("claim")(
-            keys=[self.nodes_key], args=[self._alive_base, self.node_id])]
+            keys=[self.nodes_key, self.reaping_key], args=[self._alive_base, self.node_id])]
         reaped = Reaped(len(dead))
         for node_id in dead:
             await self._clear(node_id, reaped)
+            await self.redis.hdel(self.reaping_key, node_id)  # done: nobody takes it over
         return reaped
 
     async def retire(self) -> None:

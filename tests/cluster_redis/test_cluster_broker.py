@@ -272,3 +272,39 @@ async def test_a_burst_of_presence_writes_waits_for_connections(
         assert await broker.presence.clients_of("user3") == []
     finally:
         await broker.stop()
+
+
+async def test_a_sweep_left_unfinished_by_a_dead_survivor_is_taken_over(
+    redis_cluster: LocalRedisCluster, cluster_prefix: str,
+) -> None:
+    """A survivor claimed a dead node and died before removing its connections: the next
+    survivor's sweep takes the claim over and removes them from their rooms and users."""
+    from dialogue_fastapi.brokers.redis_cluster_presence import ClusterPresence
+    from dialogue_fastapi.core.types import PresenceEntry
+
+    broker, sink = RedisClusterBroker(f"{redis_cluster.url}?prefix={cluster_prefix}"), RecordingSink()
+    await broker.start(sink.on_event, sink.on_control)
+    try:
+        dead = ClusterPresence(cluster_prefix, "dead-node")  # a node that held two connections
+        dead.bind(broker.redis)
+        entries = [PresenceEntry("ann", "c-ann"), PresenceEntry("bob", "c-bob")]
+        for entry in entries:
+            await dead.connect(entry)
+            await dead.join("lobby", entry, None)
+        await dead.join("side", entries[0], None)
+        # the survivor "ghost" claimed it (the node left the live set) and died at once
+        await broker.redis.hset(dead.reaping_key, "dead-node", "ghost")
+        assert await broker.presence.count("lobby") == 2
+
+        reaped = await broker.presence.reap()
+        assert reaped.dead == 1
+        assert sorted(e.client_id for e in reaped.gone) == ["c-ann", "c-bob"]
+        assert sorted((room, e.client_id) for room, e in reaped.left) == [
+            ("lobby", "c-ann"), ("lobby", "c-bob"), ("side", "c-ann")]
+        assert await broker.presence.count("lobby") == 0
+        assert await broker.presence.count("side") == 0
+        assert await broker.presence.clients_of("ann") == []
+        assert await broker.redis.hgetall(dead.reaping_key) == {}
+        assert (await broker.presence.reap()).dead == 0  # done: nothing to take over again
+    finally:
+        await broker.stop()
