@@ -14,6 +14,7 @@ import asyncio
 import itertools
 import secrets
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -70,6 +71,22 @@ async def started(url: str) -> tuple[RedisClusterBroker, RecordingSink]:
     return broker, sink
 
 
+Pair = tuple[RedisClusterBroker, RecordingSink, RedisClusterBroker, RecordingSink]
+
+
+@asynccontextmanager
+async def two_nodes(url: str) -> AsyncIterator[Pair]:
+    """Two started brokers on the cluster (a subscriber's node and a publisher's), stopped
+    afterwards."""
+    subscriber, sink = await started(url)
+    publisher, publisher_sink = await started(url)
+    try:
+        yield subscriber, sink, publisher, publisher_sink
+    finally:
+        await publisher.stop()
+        await subscriber.stop()
+
+
 async def subscriber_connections(cluster: LocalRedisCluster, node_id: str) -> dict[int, int]:
     """Per master port: this node's sharded subscriber connections to it."""
     found = {}
@@ -82,9 +99,7 @@ async def subscriber_connections(cluster: LocalRedisCluster, node_id: str) -> di
 async def test_one_connection_per_master_the_node_reads(redis_cluster: LocalRedisCluster,
                                                         cluster_prefix: str) -> None:
     url = f"{redis_cluster.url}?prefix={cluster_prefix}"
-    broker, sink = await started(url)
-    publisher, _ = await started(url)
-    try:
+    async with two_nodes(url) as (broker, sink, publisher, _):
         masters = [m.port for m in await redis_cluster.masters()]
         presence = broker.presence
         control = await redis_cluster.owner_of(await redis_cluster.slot_of(f"{cluster_prefix}{{cluster}}"))
@@ -116,9 +131,6 @@ async def test_one_connection_per_master_the_node_reads(redis_cluster: LocalRedi
             return counts
 
         assert await settled() == expected
-    finally:
-        await publisher.stop()
-        await broker.stop()
 
 
 async def wait_for(check: Any, what: str, timeout: float = 15.0) -> None:
@@ -135,9 +147,7 @@ async def test_a_shard_that_lost_delivered_events_starts_a_new_epoch(
     differs); ``gone``: the shard's seq is behind what the node delivered."""
     cluster, prefix = redis_cluster_private, "dloss:"
     url = f"{cluster.url}?prefix={prefix}"
-    subscriber, sink = await started(url)
-    publisher, publisher_sink = await started(url)
-    try:
+    async with two_nodes(url) as (subscriber, sink, publisher, publisher_sink):
         masters = [m.port for m in await cluster.masters()]
         room = await room_on(cluster, prefix, masters[0], set())
         keys = RoomKeys(prefix, room, tagged=True)
@@ -173,9 +183,6 @@ async def test_a_shard_that_lost_delivered_events_starts_a_new_epoch(
         assert (events[-1].seq, events[-1].data) == (5, {"n": 5})
         # the old epoch's window is gone: positions in it cannot be recovered from Redis
         assert await publisher.read(room, 3) is None
-    finally:
-        await publisher.stop()
-        await subscriber.stop()
 
 
 async def test_a_room_the_shard_lost_continues_from_the_store(redis_cluster: LocalRedisCluster,
@@ -218,9 +225,7 @@ async def test_a_shard_restarted_empty_resets_its_rooms(redis_cluster_private: L
     keeps its order and epoch throughout."""
     cluster, prefix = redis_cluster_private, "drestart:"
     url = f"{cluster.url}?prefix={prefix}"
-    subscriber, sink = await started(url)
-    publisher, _ = await started(url)
-    try:
+    async with two_nodes(url) as (subscriber, sink, publisher, _):
         masters = [m.port for m in await cluster.masters()]
         taken: set[int] = set()
         room = await room_on(cluster, prefix, masters[1], taken)
@@ -247,9 +252,6 @@ async def test_a_shard_restarted_empty_resets_its_rooms(redis_cluster_private: L
         assert (still.message.seq, still.epoch) == (4, other_before.epoch)
         await wait_for(lambda: [(e.room, e.seq) for e in sink.events][-2:] in (
             [(room, 1), (other, 4)], [(other, 4), (room, 1)]), "both rooms' next events")
-    finally:
-        await publisher.stop()
-        await subscriber.stop()
 
 
 async def test_a_burst_of_presence_writes_waits_for_connections(
