@@ -90,7 +90,7 @@ class ClusterPresence(RedisPresence):
         self._alive_base = f"{prefix}{{nodes}}:alive:"
         self.nodes_key = f"{prefix}{{nodes}}:live"
         self.alive_key = self._alive_base + part(node_id)
-        self.reaped_key = f"{prefix}{{nodes}}:reaped:{part(node_id)}"
+        self.reaped_key = self._reaped_of(node_id)
         self.reaping_key = f"{prefix}{{nodes}}:reaping"
         self.where_key = ""  # no cluster-wide "where": a user's hash says where its clients are
 
@@ -113,6 +113,10 @@ class ClusterPresence(RedisPresence):
 
     def _clients_of_node(self, node_id: str) -> str:
         return f"{self._prefix}node:{{{part(node_id)}}}:clients"
+
+    def _reaped_of(self, node_id: str) -> str:
+        """The connections of ``node_id`` a survivor reaped (its heartbeat closes them)."""
+        return f"{self._prefix}{{nodes}}:reaped:{part(node_id)}"
 
     def _rooms_of(self, node_id: str, client_id: str) -> str:
         return f"{self._prefix}node:{{{part(node_id)}}}:in:{part(client_id)}"
@@ -213,10 +217,9 @@ class ClusterPresence(RedisPresence):
             if reaped is not None:
                 reaped.gone.append(entry)
                 # if the node was only unreachable, its heartbeat finds these and closes them
-                await self.redis.sadd(f"{self._prefix}{{nodes}}:reaped:{part(node_id)}",
-                                      entry.client_id)
+                await self.redis.sadd(self._reaped_of(node_id), entry.client_id)
         if reaped is not None and found:
-            await self.redis.expire(f"{self._prefix}{{nodes}}:reaped:{part(node_id)}", 86400)
+            await self.redis.expire(self._reaped_of(node_id), 86400)
 
     async def reap(self) -> Reaped:
         dead = [text(n) for n in await self._script("claim")(

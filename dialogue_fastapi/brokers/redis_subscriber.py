@@ -337,9 +337,9 @@ class RedisSubscriber:
         if position.epoch != self._epochs.get(room):
             return False  # a lost room: the epoch check handles it
         keys, ts = self._rooms.get(room), self._ts.get(room)
-        if position.seq >= last and (keys is None or ts is None or last == 0):
-            return False
-        if position.seq >= last and keys is not None:
+        if position.seq >= last:  # it has the seq: is it the event delivered here?
+            if keys is None or ts is None or last == 0:
+                return False
             found = await self._source.range(keys, last - 1, last)
             if not found or found[0].seq != last or found[0].ts == ts:
                 return False  # the same event (or left the window: nothing to compare)
