@@ -19,7 +19,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ..core.types import EventMessage, Position
 from . import sql_dead_letters as dead
 from .base import AuditEntry, AuditQuery, HistoryQuery, PermanentStoreError, Rejection
-from .sql_engine import check_url, create_engine, insert_ignore, read_meta, upsert, write_meta
+from .sql_engine import (
+    check_url,
+    create_engine,
+    insert_ignore,
+    read_meta,
+    reading,
+    upsert,
+    write_meta,
+)
 from .sql_errors import classify, first_line, outage
 from .sql_lock import FileLock, lock_path
 from .sql_push import SqlRegistrations
@@ -137,7 +145,7 @@ class SqlStore:
             raise classify(exc) from exc
 
     async def query(self, query: HistoryQuery) -> list[EventMessage]:
-        async with self.engine.connect() as conn:
+        async with reading(self.engine) as conn:
             rows = (await conn.execute(history_select(self.tables, query))).all()
         found = [message_from_row(row) for row in rows]
         if query.after is None:
@@ -168,7 +176,7 @@ class SqlStore:
         """One room's stored position (None: never stored)."""
         r = self.tables.rooms.c
         stmt = select(r.epoch, r.last_seq).where(r.id == room, r.epoch.is_not(None))
-        async with self.engine.connect() as conn:
+        async with reading(self.engine) as conn:
             row = (await conn.execute(stmt)).first()
         return None if row is None else Position(int(row.last_seq), row.epoch)
 
@@ -189,7 +197,7 @@ class SqlStore:
 
     async def load_rooms(self) -> dict[str, dict[str, Any]]:
         r = self.tables.rooms.c
-        async with self.engine.connect() as conn:
+        async with reading(self.engine) as conn:
             rows = (await conn.execute(select(r.id, r.spec).where(r.spec.is_not(None)))).all()
         return {row.id: dict(row.spec) for row in rows if row.spec is not None}
 
@@ -201,7 +209,7 @@ class SqlStore:
 
     async def get_state(self, room: str) -> Any:
         r = self.tables.rooms.c
-        async with self.engine.connect() as conn:
+        async with reading(self.engine) as conn:
             return (await conn.execute(select(r.state).where(r.id == room))).scalar()
 
     # PrunableStore ---------------------------------------------------------------
@@ -231,7 +239,7 @@ class SqlStore:
 
     async def audit(self, query: AuditQuery) -> list[AuditEntry]:
         found: list[AuditEntry] = []
-        async with self.engine.connect() as conn:
+        async with reading(self.engine) as conn:
             for accepted, stmt in audit_selects(self.tables, query):
                 rows = (await conn.execute(stmt)).all()[::-1]  # oldest first: ties keep order
                 found += [audit_entry(accepted, row) for row in rows]
@@ -240,7 +248,7 @@ class SqlStore:
 
     async def count_events(self, room: str | None = None) -> int:
         """How many events are stored (in one room or all): for tests and operators."""
-        async with self.engine.connect() as conn:
+        async with reading(self.engine) as conn:
             return int((await conn.execute(count_select(self.tables, room))).scalar() or 0)
 
     # DeadLetterStore -----------------------------------------------------------

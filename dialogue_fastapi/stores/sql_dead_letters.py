@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..core.types import EventMessage
+from .sql_engine import reading
 from .sql_schema import Tables, utcnow
 
 _INT64 = range(-(2**63), 2**63)
@@ -74,7 +75,7 @@ async def record(engine: AsyncEngine, t: Tables, message: EventMessage, epoch: s
 
 
 async def count(engine: AsyncEngine, t: Tables) -> int:
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         stmt = select(func.count()).select_from(t.dead_letters)
         return int((await conn.execute(stmt)).scalar() or 0)
 
@@ -84,6 +85,6 @@ async def read(engine: AsyncEngine, t: Tables, limit: int, room: str | None) -> 
     stmt = select(t.dead_letters).order_by(d.id.desc()).limit(limit)
     if room is not None:
         stmt = stmt.where(d.room == room)
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         rows = (await conn.execute(stmt)).all()
     return [DeadLetter(**row._mapping) for row in reversed(rows)]

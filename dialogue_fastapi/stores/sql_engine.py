@@ -24,8 +24,9 @@ from .sql_schema import Tables
 
 logger = logging.getLogger("dialogue_fastapi")
 __all__ = ["check_url", "classify", "create_engine", "insert_ignore", "normalise_url", "permanent",
-           "read_meta", "upsert", "write_meta"]
+           "read_meta", "reading", "upsert", "write_meta"]
 
+READ_ONLY = "dialogue_read_only"  # execution option: the transaction only reads
 DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg",
            "postgres": "postgresql+asyncpg"}
 _NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
@@ -91,8 +92,22 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: Connection) -> None:
-    """Real transactions on SQLite: schema creation is atomic and savepoints work."""
-    conn.exec_driver_sql("BEGIN")
+    """Real transactions on SQLite: schema creation is atomic and savepoints work.
+
+    A transaction that may write begins IMMEDIATE: it takes the write lock first
+    (waiting up to the busy timeout), so one that reads and then writes cannot
+    fail with "database is locked" because another connection committed in
+    between (a DEFERRED transaction cannot upgrade a stale read snapshot, and
+    SQLite refuses it at once, without waiting). Reads opened with
+    :func:`reading` begin DEFERRED and neither wait for nor block a writer (WAL).
+    """
+    read_only = conn.get_execution_options().get(READ_ONLY, False)
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def reading(engine: AsyncEngine) -> AsyncConnection:
+    """``async with reading(engine) as conn:`` a connection for a transaction that only reads."""
+    return engine.execution_options(**{READ_ONLY: True}).connect()
 
 
 def insert_ignore(engine: AsyncEngine | AsyncConnection, table: Any, keys: list[str]) -> Insert:

@@ -16,6 +16,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from ..core.types import EventMessage
+from .sql_engine import reading
 from .sql_schema import Tables
 
 
@@ -64,7 +65,7 @@ async def stored_seq(engine: AsyncEngine, t: Tables, message: EventMessage) -> i
     e = t.events.c
     stmt = select(e.seq).where(e.room == message.room, e.sender == message.from_,
                                e.idempotency_key == message.idempotency_key).limit(1)
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         seq = (await conn.execute(stmt)).scalar()
     return None if seq is None else int(seq)
 
@@ -88,7 +89,7 @@ async def undelivered(engine: AsyncEngine, t: Tables, older_than: int, limit: in
     o = t.outbox.c
     stmt = (select(o.id).where(o.delivered_at.is_(None), o.ts < older_than)
             .order_by(o.id).limit(limit))
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         return [int(i) for i in (await conn.execute(stmt)).scalars()]
 
 
@@ -103,7 +104,7 @@ async def prune_delivered(engine: AsyncEngine, t: Tables, older_than: int, limit
 
 
 async def get(engine: AsyncEngine, t: Tables, row_id: int) -> OutboxRow | None:
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         row = (await conn.execute(select(t.outbox).where(t.outbox.c.id == row_id))).first()
     if row is None:
         return None

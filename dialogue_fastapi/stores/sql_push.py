@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..push.base import PushKind
 from ..push.registrations import Registration, new_id, too_many
+from .sql_engine import reading
 from .sql_errors import classify
 from .sql_schema import Tables, utcnow
 
@@ -73,7 +74,7 @@ class SqlRegistrations:
 
     async def _select(self, *where: Any) -> list[Registration]:
         t = self._t.push_registrations
-        async with self._engine.connect() as conn:
+        async with reading(self._engine) as conn:
             rows = (await conn.execute(select(t).where(*where).order_by(t.c.created_at, t.c.id)))
             return self._rows(rows)
 

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..push.outbox import OutboxEntry
+from .sql_engine import reading
 from .sql_errors import classify
 from .sql_schema import Tables
 
@@ -88,7 +89,7 @@ class SqlPushOutbox:
         found: dict[int, set[str]] = {i: set() for i in ids}
         if not ids:
             return found
-        async with self._engine.connect() as conn:
+        async with reading(self._engine) as conn:
             for row in await conn.execute(select(s).where(s.c.outbox_id.in_(list(ids)))):
                 found[row.outbox_id].add(row.registration_id)
         return found
@@ -118,5 +119,5 @@ class SqlPushOutbox:
 
     async def pending(self) -> int:
         t = self._t.push_outbox
-        async with self._engine.connect() as conn:
+        async with reading(self._engine) as conn:
             return int((await conn.execute(select(func.count()).select_from(t))).scalar_one())

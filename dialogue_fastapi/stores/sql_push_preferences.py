@@ -11,6 +11,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..push.preferences import Preferences, QuietHours
+from .sql_engine import reading
 from .sql_errors import classify
 from .sql_schema import Tables, utcnow
 
@@ -24,7 +25,7 @@ class SqlPreferences:
 
     async def get(self, user_id: str) -> Preferences:
         t = self._t
-        async with self._engine.connect() as conn:
+        async with reading(self._engine) as conn:
             row = (await conn.execute(select(t).where(t.c.user_id == user_id))).first()
         if row is None:
             return Preferences(user_id)
