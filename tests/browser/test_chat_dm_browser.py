@@ -43,9 +43,16 @@ def dm_entry(page: Page, room: str = DM) -> Any:
 
 
 async def message_user(page: Page, user: str) -> None:
-    """Click the user's name under "Here now": the conversation opens."""
+    """Click the user's name under "Here now": the conversation opens and is joined.
+
+    The title changes at the click, the join completes later: a message sent before
+    that is refused by the page ("the room is still being joined"), so wait for it.
+    """
     await page.locator(f'#presence-list [data-user-id="{user}"] button.name').click()
     await expect(page.locator("#room-title")).to_have_text(user)
+    await page.wait_for_function(
+        "(user) => { const id = window.chat.room?.id || ''; "
+        "return id.startsWith('dm:') && id.split(':').slice(1).includes(user); }", arg=user)
 
 
 async def test_alice_and_bob_exchange_direct_messages_with_unread_badges(open_page) -> None:  # noqa: F811
