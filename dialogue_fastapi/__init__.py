@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     )
     from .core.errors import CloseCode, DialogueError, Reject
     from .core.events import EventDefinition, define_event
+    from .core.notifications import Notification, PushTemplate
     from .core.push_config import APNSConfig, FCMConfig, PushConfig
     from .core.types import EventMessage, Identity, Position, PresenceEntry
     from .dialogue import Dialogue
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
     from .logs import JsonFormatter, install_json_logs
     from .publish.pipeline import PublishContext
     from .publish.submission import PublishTools
-    from .push.base import Notification
-    from .push.templates import PushTemplate
 
 _EXPORTS = {
     "APNSConfig": ".core.push_config",
@@ -46,13 +45,13 @@ _EXPORTS = {
     "JsonFormatter": ".logs",
     "Limiter": ".limits.events",
     "MetricsConfig": ".core.config",
-    "Notification": ".push.base",
+    "Notification": ".core.notifications",
     "Position": ".core.types",
     "PresenceEntry": ".core.types",
     "PublishContext": ".publish.pipeline",
     "PublishTools": ".publish.submission",
     "PushConfig": ".core.push_config",
-    "PushTemplate": ".push.templates",
+    "PushTemplate": ".core.notifications",
     "RateLimit": ".core.config",
     "Reject": ".core.errors",
     "Retention": ".core.config",

@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "dialogue_fastapi"
 LAYERS: list[set[str]] = [
     # core: errors, types, config and the input rules; no HTTP, no backend
     {"core.errors", "core.types", "core.rules", "core", "", "core.metrics", "core.tracing"},
-    {"core.families", "core.push_config", "push.base", "push.templates"},
+    {"core.families", "core.push_config", "core.notifications", "push.base", "push.templates"},
     {"core.config_env", "core.config", "core.events"},
     {"core.hooks", "core.background", "core.outages", "brokers.base", "stores.base",
      "auth.origins", "core.peers", "auth.log_redaction", "websocket.nodelay", "node.exit_signal",

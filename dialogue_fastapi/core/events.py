@@ -9,9 +9,8 @@ from typing import Any
 from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
-from ..push.base import Notification
-from ..push.templates import PushTemplate
 from .errors import ValidationFailed
+from .notifications import Notification, PushTemplate
 from .rules import EVENT_NAME_PATTERN
 from .types import EventMessage
 
@@ -67,7 +66,7 @@ def define_event(
     (``int``, ``list[str]``, a ``TypedDict``...); ``None`` accepts any JSON.
     ``history=N`` keeps the newest N events of this name in hot history.
     ``push=`` is the notification of the event in rooms with ``"webpush"`` in their
-    channels: a :class:`~dialogue_fastapi.push.templates.PushTemplate` or
+    channels: a :class:`~dialogue_fastapi.core.notifications.PushTemplate` or
     ``fn(message) -> Notification | None`` (default: room name and ``"sender: text"``).
     """
     if not isinstance(name, str) or EVENT_NAME_PATTERN.fullmatch(name) is None:

@@ -15,43 +15,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal, Protocol
 
+from ..core.notifications import DEFAULT_TTL, Notification, Urgency
+
+__all__ = ["DEFAULT_TTL", "Device", "Notification", "Outcome", "PushKind", "PushSender", "SendResult",
+           "Urgency"]
+
 PushKind = Literal["webpush", "fcm", "apns"]
-Urgency = Literal["very-low", "low", "normal", "high"]
-
-#: seconds a push service keeps an undelivered notification by default (4 weeks is the
-#: Web Push maximum most services accept; a day reaches a phone that was off overnight)
-DEFAULT_TTL = 24 * 3600
-
-
-@dataclass(frozen=True, slots=True)
-class Notification:
-    """What the user sees; every field is optional but ``title``.
-
-    ``tag`` is the collapse key: a later notification with the same tag replaces an
-    earlier one on the device (Web Push ``Topic``, FCM ``collapse_key``/``tag``, APNs
-    ``apns-collapse-id``). ``data`` travels to the app (the service worker, the FCM
-    message's ``data``, the APNs payload beside ``aps``).
-    """
-
-    title: str
-    body: str = ""
-    url: str | None = None
-    icon: str | None = None
-    tag: str | None = None
-    data: dict[str, Any] = field(default_factory=dict)
-    ttl: int = DEFAULT_TTL
-    urgency: Urgency = "normal"
-
-    def payload(self) -> dict[str, Any]:
-        """The JSON object a service worker or an app receives (None fields left out)."""
-        body: dict[str, Any] = {"title": self.title, "body": self.body}
-        for name in ("url", "icon", "tag"):
-            value = getattr(self, name)
-            if value is not None:
-                body[name] = value
-        if self.data:
-            body["data"] = self.data
-        return body
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,12 +24,11 @@ from typing import Any
 
 from ..brokers.base import Presence
 from ..core.types import EventMessage
-from ..rooms.registry import Room, RoomRegistry
 from .base import DEFAULT_TTL, Notification
 from .delivery import Delivery, Done
 from .outbox import MemoryOutbox, OutboxEntry, PushOutbox
 from .preferences import MUTED
-from .recipients import devices, pushes
+from .recipients import Room, RoomLookup, devices, pushes
 from .registrations import Registration
 from .service import PushService
 from .templates import collapse, from_json, notification_for, to_json
@@ -42,7 +41,7 @@ _BATCH = 200  # events written to the outbox at once, rows claimed at once
 class PushDispatcher:
     """Queues room events' notifications and sends them when due; ``push()`` sends at once."""
 
-    def __init__(self, service: PushService, registry: RoomRegistry, presence: Presence) -> None:
+    def __init__(self, service: PushService, registry: RoomLookup, presence: Presence) -> None:
         config = service.config
         self._service, self._registry, self._presence = service, registry, presence
         self._config = config

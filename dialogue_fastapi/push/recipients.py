@@ -11,14 +11,31 @@ notification is due: a user who joined meanwhile read the event live or from his
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Literal
+from collections.abc import Iterable, Mapping
+from typing import Literal, Protocol
 
 from ..brokers.base import Presence
-from ..rooms.registry import Room
+from ..core.config import RoomConfig
 from .registrations import PushRegistrations, Registration
 
 When = Literal["offline", "always"]
+
+
+class Room(Protocol):
+    """What push reads of a room (``rooms.registry.Room`` is one; push sits below ``rooms``)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def config(self) -> RoomConfig: ...
+    @property
+    def params(self) -> Mapping[str, str]: ...
+
+
+class RoomLookup(Protocol):
+    """Finds a room by id (``rooms.registry.RoomRegistry`` is one)."""
+
+    def find(self, room_id: str) -> Room | None: ...
 
 
 def pushes(room: Room) -> bool:

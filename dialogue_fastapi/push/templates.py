@@ -1,8 +1,9 @@
-"""What a room event looks like as a notification: :class:`PushTemplate`, a callable, or a default.
+"""What a room event looks like as a notification: a :class:`PushTemplate`, a callable, or a default.
 
 ``define_event("message", push=PushTemplate(title="{room_name}", body="{sender}: {text}"))``
-fills ``{field}`` placeholders from the event's data (a missing field renders empty) and
-``{room}``, ``{room_name}``, ``{sender}``, ``{event}``. ``push=`` may instead be a
+fills ``{field}`` placeholders from the event's data (the template and :class:`Notification`
+are in :mod:`dialogue_fastapi.core.notifications`, beside the event definitions that name
+them). ``push=`` may instead be a
 callable ``fn(message) -> Notification | None`` (None: no notification for this event).
 Without either, the default is the room's name as title and ``"<sender>: <text>"`` as body,
 where text is the data's ``text`` or ``body`` field, else the event's name. Every
@@ -13,56 +14,12 @@ shows one notification per room, and :func:`collapse` merges several into
 
 from __future__ import annotations
 
-import string
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
+from ..core.notifications import Notification, PushTemplate
 from ..core.types import EventMessage
-from .base import Notification, Urgency
-
-
-class _Blank(dict[str, Any]):
-    def __missing__(self, key: str) -> str:
-        return ""
-
-
-_FORMATTER = string.Formatter()
-
-
-def _fill(text: str, values: Mapping[str, Any]) -> str:
-    try:
-        return _FORMATTER.vformat(text, (), _Blank(values))
-    except (ValueError, AttributeError, IndexError, KeyError, TypeError):
-        return text  # a template that does not fit this event's data: shown as written
-
-
-@dataclass(frozen=True, slots=True)
-class PushTemplate:
-    """A notification with ``{field}`` placeholders, filled from each event."""
-
-    title: str = "{room_name}"
-    body: str = "{sender}: {text}"
-    url: str | None = None
-    icon: str | None = None
-    urgency: Urgency = "normal"
-
-    def render(self, message: EventMessage, room_name: str) -> Notification:
-        values = placeholders(message, room_name)
-        return Notification(
-            title=_fill(self.title, values), body=_fill(self.body, values),
-            url=None if self.url is None else _fill(self.url, values),
-            icon=None if self.icon is None else _fill(self.icon, values),
-            tag=message.room, urgency=self.urgency,
-            data={"room": message.room, "seq": message.seq, "event": message.event})
-
-
-def placeholders(message: EventMessage, room_name: str) -> dict[str, Any]:
-    data = message.data if isinstance(message.data, dict) else {}
-    text = data.get("text") or data.get("body") or message.event
-    return {**data, "room": message.room, "room_name": room_name, "sender": message.from_,
-            "event": message.event, "text": text}
-
 
 DEFAULT_TEMPLATE = PushTemplate()
 
