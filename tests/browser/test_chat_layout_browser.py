@@ -121,7 +121,8 @@ async def test_a_deleted_room_notice_stays_until_dismissed(open_page) -> None:  
     await expect(bob.locator("#room-list .room.active")).to_have_attribute("data-room-id", "lobby")
     await expect(notice).to_contain_text("“Book club” was deleted. You were moved to Lobby.")
     # still there after the lobby was joined and a message arrived in it
-    await send(alice, "sorry, wrong room")  # alice is back in the lobby too
+    await expect(alice.locator("#room-list .room.active")).to_have_attribute("data-room-id", "lobby")
+    await send(alice, "sorry, wrong room")  # alice is back in the lobby too (joined: .active)
     await expect(texts(bob)).to_have_text(["sorry, wrong room"])
     await expect(notice).to_be_visible()
     await bob.click("#room-notice-close")
