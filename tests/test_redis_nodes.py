@@ -11,6 +11,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from redis_helpers import REDIS_URL, delete_prefix, need_redis, redis_client
+from tcp_proxy import TcpProxy
 
 from dialogue_fastapi.brokers.base import StoredRooms
 from dialogue_fastapi.brokers.redis import RedisBroker
@@ -300,3 +301,55 @@ async def test_a_burst_larger_than_the_pool_waits_for_connections_instead_of_fai
         assert sorted(p.message.seq for p in published) == list(range(1, 301))
         await asyncio.gather(*(a.presence.disconnect(e) for e in entries))  # all leaving at once
         assert await a.presence.count("big") == 0
+
+
+async def test_an_outage_longer_than_the_ttl_reaps_no_live_node() -> None:
+    """Redis unreachable for every node at once (here: a proxy cut for 3 TTLs; in production
+    a failover or a restart that keeps the data) lets every liveness key expire. When Redis
+    is back, the first node to beat must not take the others for dead: it sweeps only a TTL
+    after its own beats came back, by when every live node has beaten again. Nobody's
+    connections are reaped, nobody is evicted (1013), nobody leaves presence."""
+    await need_redis()
+    host, port = REDIS_URL.removeprefix("redis://").split("/")[0].split(":")
+    db = REDIS_URL.rsplit("/", 1)[1]
+    proxy = TcpProxy(host, int(port))
+    await proxy.start()
+    prefix = f"dtest{secrets.token_hex(4)}:"
+    ttl = 0.6
+    started: list[tuple[RedisBroker, RecordingSink]] = []
+    try:
+        for _ in range(2):
+            broker, sink = RedisBroker(f"redis://127.0.0.1:{proxy.port}/{db}", prefix=prefix,
+                                       node_ttl=ttl, retries=0, connect_wait=1), RecordingSink()
+            await broker.start(sink.on_event, sink.on_control)
+            started.append((broker, sink))
+        (a, sink_a), (b, sink_b) = started
+        for broker, name in ((a, "on-a"), (b, "on-b")):
+            entry = PresenceEntry(name, name)
+            await broker.presence.connect(entry)
+            assert await broker.presence.join("lobby", entry, None)
+
+        await proxy.cut()
+        async with redis_client() as raw:
+            async def expired() -> bool:
+                return not await raw.exists(a.presence.alive_key, b.presence.alive_key)
+
+            await until(expired, 5, "both liveness keys expired during the outage")
+        await proxy.start()  # Redis is back, on the same port
+
+        async def both_registered() -> bool:
+            async with redis_client() as raw:
+                return bool(await raw.exists(a.presence.alive_key)
+                            and await raw.exists(b.presence.alive_key))
+
+        await until(both_registered, 5, "both nodes beat again")
+        await asyncio.sleep(2 * ttl)  # two more TTLs of beats and sweeps: nothing may happen
+        assert await b.presence.count("lobby") == 2
+        for sink in (sink_a, sink_b):
+            kinds = [f["type"] for f in sink.controls]
+            assert "connections_evicted" not in kinds and "node_lost" not in kinds, kinds
+    finally:
+        for broker, _ in started:
+            await broker.stop()
+        await proxy.cut()
+        await delete_prefix(prefix)

@@ -15,12 +15,22 @@ reconnect and join again, through ``max_size`` and the hooks) and writes back
 only the ones opened since. If a leave or a disconnect could not be written
 during an outage, it rewrites its own entries from its in-memory mirror on the
 next beat that gets through.
+
+A node whose own heartbeat failed does not sweep during the first ``ttl``
+after its beats get through again. An outage of Redis (a restart that keeps
+the data, a failover of the shard that holds the liveness keys) silences
+every node at once, so every liveness key may have expired when Redis is
+back; the first node to beat would otherwise take all the others for dead
+and reap their live connections. Within that ``ttl`` every live node beats
+again (every ``ttl / 3``); a node that really died during the outage is
+reaped one ``ttl`` later than usual.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -47,6 +57,8 @@ class NodeLiveness:
         self._on_lost, self._on_evicted = on_lost, on_evicted
         self._beat = redis.register_script(HEARTBEAT)
         self._registered = False
+        self._failed = False  # the last beat failed (Redis unreachable)
+        self._sweep_after = 0.0  # monotonic time before which this node does not sweep
         self._task = BackgroundTask("dialogue-redis-liveness", self._loop)
 
     async def start(self) -> None:
@@ -70,10 +82,18 @@ class NodeLiveness:
                 logger.error("redis heartbeat failed (%s: %s)", type(exc).__name__, exc)
 
     async def tick(self) -> None:
-        """One heartbeat, then one sweep."""
+        """One heartbeat, then one sweep (none in the first ``ttl`` after a failed beat)."""
         presence = self._presence
-        beat = await self._beat(keys=[presence.nodes_key, presence.alive_key, presence.reaped_key],
-                                args=[presence.node_id, int(self.ttl * 1000)])
+        try:
+            beat = await self._beat(keys=[presence.nodes_key, presence.alive_key,
+                                          presence.reaped_key],
+                                    args=[presence.node_id, int(self.ttl * 1000)])
+        except Exception:
+            self._failed = True
+            raise
+        if self._failed:  # back after an outage: the others may not have beaten yet
+            self._failed = False
+            self._sweep_after = time.monotonic() + self.ttl
         added = bool(beat[0])
         evicted = [text(c) for c in beat[1:]]
         if evicted:  # only when a survivor reaped this node, which is alive after all
@@ -91,6 +111,8 @@ class NodeLiveness:
             logger.warning("leaves or disconnects did not reach redis during an outage; "
                            "rewrote this node's %d connections", count)
         self._registered = True
+        if time.monotonic() < self._sweep_after:
+            return
         reaped = await presence.reap()
         if reaped.dead:
             logger.warning("removed %d connections of %d dead node(s) from presence",
