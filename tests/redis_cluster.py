@@ -420,6 +420,46 @@ class LocalRedisCluster:
         await wait_for(promoted, timeout, f"replica {replica_port} to replace master {port}")
         return replica_port
 
+    async def wait_replicated(self, port: int, timeout: float = 10) -> None:
+        """Wait until the replica of the master on ``port`` has every write the master has."""
+        replica = await self.replica_of(port)
+
+        async def caught_up() -> str | None:
+            master_at = int((await info_fields(port, "INFO", "replication"))["master_repl_offset"])
+            replica_at = int((await info_fields(replica, "INFO", "replication"))["slave_repl_offset"])
+            return None if replica_at >= master_at else f"replica at {replica_at} of {master_at}"
+
+        await wait_for(caught_up, timeout, f"replica {replica} to catch up with {port}")
+
+    async def kill_master_losing_writes(self, port: int, write: Callable[[], Awaitable[None]],
+                                       timeout: float = 30) -> int:
+        """A failover that loses acknowledged writes, for real; returns the new master's port.
+
+        The replica is frozen (SIGSTOP) and the master drops its replication link
+        (``CLIENT KILL TYPE replica``), so what ``write()`` writes to the master is
+        acknowledged but reaches no replica (a frozen process cannot read it from its
+        socket later: the master sent nothing). Then the master is SIGKILLed and the
+        replica continued (SIGCONT): it is promoted without those writes.
+        """
+        replica = await self.replica_of(port)
+        pid = self._pid(replica)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            await call(port, "CLIENT", "KILL", "TYPE", "replica")
+            await write()
+            failover = asyncio.create_task(self.kill_master(port, timeout))
+            await wait_for(self._gone(port), 10, f"master {port} to exit")
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        return await failover
+
+    def _pid(self, port: int) -> int:
+        proc = self._procs.get(port)
+        pid = proc.pid if proc is not None else self._daemon_pid(port)
+        if pid is None:
+            raise LookupError(f"no redis-server process for port {port}")
+        return pid
+
     async def restart(self, port: int, timeout: float = 30) -> None:
         """Start a killed node again on its directory and nodes.conf; wait until the cluster is healthy.
 

@@ -20,9 +20,10 @@ import httpx
 import pytest
 from nodes import NodeProcess, bearer, eventually, node_env, start_all, stop_all
 from redis_cluster import LocalRedisCluster, start_private_cluster
+from websockets.exceptions import ConnectionClosed
 
 from dialogue_fastapi.brokers.redis_scripts import RoomKeys
-from dialogue_fastapi.testing import WsProbe
+from dialogue_fastapi.testing import ProbeError, WsProbe
 
 
 class Shards:
@@ -49,6 +50,22 @@ class Shards:
                 return room
         raise AssertionError("unreachable")
 
+    async def join_when_served(self, node: NodeProcess, user: str, **join: Any
+                               ) -> tuple[WsProbe, dict[str, Any]]:
+        """Connect and join as a client does right after a failover: a node whose cluster
+        client still has the old slot map answers UNAVAILABLE (or closes with 1013) for a
+        moment; retry, with a pause, until it serves (at most 30 s)."""
+        async with asyncio.timeout(30):
+            while True:
+                probe = await self.probe(node, user)
+                try:
+                    return probe, await probe.request("join", **join)
+                except (ProbeError, ConnectionClosed, TimeoutError) as exc:
+                    if isinstance(exc, ProbeError) and exc.code != "UNAVAILABLE":
+                        raise
+                    await probe.close()
+                    await asyncio.sleep(0.2)
+
     async def close_clients(self) -> None:
         for probe in self.probes:
             with contextlib.suppress(Exception):
@@ -60,9 +77,11 @@ class Shards:
 async def shards(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Shards]:
     redis = await start_private_cluster(tmp_path_factory.mktemp("redis-cluster-nodes"))
     prefix = f"dshard{secrets.token_hex(3)}:"
-    # node_ttl=2: a killed node's connections leave presence within about 3 s
+    # node_ttl=5: a killed node's connections leave presence within about 7 s, and a master's
+    # failover (the whole cluster answers CLUSTERDOWN for about a second, and redis-py retries)
+    # does not silence a node's heartbeat for a whole TTL, which would get it reaped (1013)
     env = node_env(redis.url, prefix,
-                   {"CLUSTER_BROKER_URL": f"{redis.url}?prefix={prefix}&node_ttl=2"})
+                   {"CLUSTER_BROKER_URL": f"{redis.url}?prefix={prefix}&node_ttl=5"})
     log_dir = tmp_path_factory.mktemp("shard-nodes")
     nodes = [NodeProcess(f"node{n}", env, log_dir, app="shard_app:app") for n in "ABC"]
     try:
@@ -303,4 +322,43 @@ async def test_a_master_killed_while_events_flow(cluster: Shards) -> None:
         replayed = [(e["seq"], e["data"]["n"]) for e in answer["events"]]
         assert [s for s, _ in replayed] == list(range(position["seq"] + 1, replayed[-1][0] + 1))
         assert {x for x in acked if x[0] > position["seq"]} <= set(replayed)
+    await cluster.redis.restart(victim)  # it rejoins as the replica of its replacement
+
+
+async def test_a_failover_that_lost_acknowledged_events_tells_members_to_resync(
+        cluster: Shards) -> None:
+    """A real loss: events 4 and 5 are acknowledged by the master and delivered to a member,
+    then the master dies before its replica got them (``kill_master_losing_writes``). The
+    room's members are closed with 1012; recovering from seq 5 of the old epoch answers
+    ``recovered: false``; the room goes on in a new epoch after seq 5, so no seq a client
+    saw is given to another event."""
+    a, b, _ = cluster.nodes
+    victim = (await cluster.redis.masters())[0].port
+    room = await cluster.room_on(victim)
+    member = await cluster.probe(b, "member")
+    joined = await member.request("join", room=room)
+    publisher = await cluster.probe(a, "publisher")
+    await publisher.request("join", room=room, subscriptions=[])
+    for n in (1, 2, 3):
+        await publisher.request("publish", room=room, event="n", data={"n": n})
+    await member.events(3, timeout=10)
+    await cluster.redis.wait_replicated(victim)
+
+    async def acknowledged_then_lost() -> None:
+        for n in (4, 5):
+            result = await publisher.request("publish", room=room, event="n", data={"n": n})
+            assert result["seq"] == n
+        assert [e["seq"] for e in await member.events(2, timeout=10)] == [4, 5]
+
+    await cluster.redis.kill_master_losing_writes(victim, acknowledged_then_lost)
+    for probe in (member, publisher):  # every member of the room, on every node
+        assert (await probe.closed(timeout=30))[0] == 1012
+    old = {"seq": 5, "epoch": joined["position"]["epoch"]}
+    again, answer = await cluster.join_when_served(b, "member", room=room, since=old)
+    assert answer["recovered"] is False
+    assert answer["position"]["epoch"] != old["epoch"] and answer["position"]["seq"] == 5
+    publisher, _ = await cluster.join_when_served(a, "publisher", room=room, subscriptions=[])
+    result = await publisher.request("publish", room=room, event="n", data={"n": 6})
+    assert result["seq"] == 6
+    assert [(e["seq"], e["data"]) for e in await again.events(1, timeout=10)] == [(6, {"n": 6})]
     await cluster.redis.restart(victim)  # it rejoins as the replica of its replacement

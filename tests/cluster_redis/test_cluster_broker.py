@@ -1,11 +1,12 @@
 """The ``redis+cluster://`` broker on a real local Redis Cluster (3 masters, 3 replicas).
 
 The broker contract runs on the shared cluster; the tests that move slots use
-a private one. A failover that loses writes cannot be caused on purpose (a
-replica may still read them from its socket), so the loss is made by hand:
-the room's seq and last stream entry are taken back as the replica would have
-them, then the room's slot moves and the subscriber must notice that the
-shard does not hold what it delivered.
+a private one. A failover that loses acknowledged writes is caused for real
+(``LocalRedisCluster.kill_master_losing_writes``: the replica is frozen and cut
+off, the master acknowledges events alone and is killed). The loss is also
+made by hand, in two forms: the room's seq and last stream entry are taken
+back as a replica would have them, then the room's slot moves and the
+subscriber must notice that the shard does not hold what it delivered.
 """
 
 from __future__ import annotations
@@ -183,6 +184,48 @@ async def test_a_shard_that_lost_delivered_events_starts_a_new_epoch(
         assert (events[-1].seq, events[-1].data) == (5, {"n": 5})
         # the old epoch's window is gone: positions in it cannot be recovered from Redis
         assert await publisher.read(room, 3) is None
+
+
+async def test_a_real_failover_that_lost_acknowledged_events_starts_a_new_epoch(
+    redis_cluster_private: LocalRedisCluster,
+) -> None:
+    """The loss for real: events 5 and 6 are acknowledged by the master and delivered, but
+    never reach its replica (``kill_master_losing_writes``); the replica is promoted with
+    seq 4. The subscriber's node must notice that the new master lacks what it delivered,
+    start a new epoch at seq 6 (no seq is handed out twice) and tell every node."""
+    cluster, prefix = redis_cluster_private, "dreal:"
+    url = f"{cluster.url}?prefix={prefix}"
+    async with two_nodes(url) as (subscriber, sink, publisher, publisher_sink):
+        master = (await cluster.masters())[0].port
+        room = await room_on(cluster, prefix, master, set())
+        keys = RoomKeys(prefix, room, tagged=True)
+        await subscriber.subscribe(room)
+        for n in range(1, 5):
+            await publisher.publish(message(room, n), window=10)
+        await sink.wait_events(4)
+        before = await publisher.position(room)
+        await cluster.wait_replicated(master)  # events 1-4 are on the replica
+
+        async def acknowledged_then_lost() -> None:
+            for n in (5, 6):
+                published = await publisher.publish(message(room, n), window=10)
+                assert published.message.seq == n  # acknowledged by the master
+            await sink.wait_events(6)  # and delivered
+
+        promoted = await cluster.kill_master_losing_writes(master, acknowledged_then_lost)
+        assert int(await call(promoted, "GET", keys.seq)) <= 4  # the new master lost 5 and 6
+
+        def reset_seen(s: RecordingSink) -> bool:
+            return {"type": "room_reset", "room": room} in s.controls
+
+        await wait_for(lambda: reset_seen(sink) and reset_seen(publisher_sink), "room_reset", 30)
+        after = await publisher.position(room)
+        assert after.epoch != before.epoch and after.seq == 6  # 5 and 6 are not handed out again
+        published = await publisher.publish(message(room, 7), window=10)
+        assert (published.message.seq, published.epoch) == (7, after.epoch)
+        events = await sink.wait_events(7)
+        assert [(e.seq, e.data["n"]) for e in events] == [(n, n) for n in range(1, 8)]
+        assert await publisher.read(room, 5) is None  # the old epoch cannot be recovered
 
 
 async def test_a_room_the_shard_lost_continues_from_the_store(redis_cluster: LocalRedisCluster,
