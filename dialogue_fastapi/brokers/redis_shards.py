@@ -35,6 +35,9 @@ if TYPE_CHECKING:
     from redis.asyncio.cluster import RedisCluster
 
 logger = logging.getLogger("dialogue_fastapi")
+#: seconds, the longest pause between two re-reads of the slots while a shard is down (one
+#: slot-map read per app node each time; jittered by 0.5-1.5x)
+REPAIR_BACKOFF_CAP = 0.5
 Connect = Callable[[str, int], "Redis"]
 
 
@@ -156,9 +159,11 @@ class ShardedSubscriber:
 
     async def _repair_loop(self) -> None:
         # repairs in a row back off (a dead master stays in the slots until the cluster
-        # promotes its replica, and each attempt on it fails at once)
+        # promotes its replica, and each attempt on it fails at once), to at most
+        # REPAIR_BACKOFF_CAP: a node follows the promoted replica within about that long
         now = time.monotonic()
-        self._delay = 0.05 if now - self._last_repair > 5.0 else min(self._delay * 2, 2.0)
+        self._delay = 0.05 if now - self._last_repair > 5.0 else min(self._delay * 2,
+                                                                     REPAIR_BACKOFF_CAP)
         self._last_repair = now
         await asyncio.sleep(self._delay * (0.5 + random.random()))
         while not self._stopping:
@@ -174,7 +179,7 @@ class ShardedSubscriber:
                 self._again = True
             if not self._again:
                 return
-            self._delay = min(self._delay * 2, 2.0)
+            self._delay = min(self._delay * 2, REPAIR_BACKOFF_CAP)
             await asyncio.sleep(self._delay * (0.5 + random.random()))
 
     async def _move_all(self) -> None:
