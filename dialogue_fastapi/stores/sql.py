@@ -24,7 +24,7 @@ from .sql_engine import (
     create_engine,
     insert_ignore,
     read_meta,
-    reading,
+    reader,
     upsert,
     write_meta,
 )
@@ -69,6 +69,7 @@ class SqlStore:
         self.tables: Tables = build_tables(table_prefix)
         self._url = check_url(url) if isinstance(url, str) else None
         self._engine: AsyncEngine | None = None if isinstance(url, str) else url
+        self._reader: AsyncEngine | None = None if self._engine is None else reader(self._engine)
         self._auto_migrate = auto_migrate
         self._engine_options = engine_options
         self.schema: str | None = None  # "created", "current" or "migrated" after start
@@ -87,12 +88,20 @@ class SqlStore:
             raise RuntimeError("the SQL store is not started")
         return self._engine
 
+    @property
+    def reader(self) -> AsyncEngine:
+        """The engine for transactions that only read (on SQLite they begin DEFERRED)."""
+        if self._reader is None:
+            raise RuntimeError("the SQL store is not started")
+        return self._reader
+
     async def start(self) -> None:
         if self._lock is not None:
             self._lock.acquire()  # first: a second process changes nothing
         if self._engine is None:
             assert self._url is not None
             self._engine = create_engine(self._url, **self._engine_options)
+            self._reader = reader(self._engine)
         try:
             async with self._engine.begin() as conn:
                 self.schema = await ensure_schema(conn, self.tables, self._auto_migrate)
@@ -101,7 +110,7 @@ class SqlStore:
         except BaseException:
             if self._url is not None:
                 await self._engine.dispose()
-                self._engine = None
+                self._engine = self._reader = None
             if self._lock is not None:
                 self._lock.release()
             raise
@@ -116,7 +125,7 @@ class SqlStore:
             logger.warning("could not record a clean stop in the database: %s", exc)
         if self._url is not None:
             await self._engine.dispose()
-            self._engine = None
+            self._engine = self._reader = None
         if self._lock is not None:
             self._lock.release()
 
@@ -145,7 +154,7 @@ class SqlStore:
             raise classify(exc) from exc
 
     async def query(self, query: HistoryQuery) -> list[EventMessage]:
-        async with reading(self.engine) as conn:
+        async with self.reader.connect() as conn:
             rows = (await conn.execute(history_select(self.tables, query))).all()
         found = [message_from_row(row) for row in rows]
         if query.after is None:
@@ -176,7 +185,7 @@ class SqlStore:
         """One room's stored position (None: never stored)."""
         r = self.tables.rooms.c
         stmt = select(r.epoch, r.last_seq).where(r.id == room, r.epoch.is_not(None))
-        async with reading(self.engine) as conn:
+        async with self.reader.connect() as conn:
             row = (await conn.execute(stmt)).first()
         return None if row is None else Position(int(row.last_seq), row.epoch)
 
@@ -197,7 +206,7 @@ class SqlStore:
 
     async def load_rooms(self) -> dict[str, dict[str, Any]]:
         r = self.tables.rooms.c
-        async with reading(self.engine) as conn:
+        async with self.reader.connect() as conn:
             rows = (await conn.execute(select(r.id, r.spec).where(r.spec.is_not(None)))).all()
         return {row.id: dict(row.spec) for row in rows if row.spec is not None}
 
@@ -209,7 +218,7 @@ class SqlStore:
 
     async def get_state(self, room: str) -> Any:
         r = self.tables.rooms.c
-        async with reading(self.engine) as conn:
+        async with self.reader.connect() as conn:
             return (await conn.execute(select(r.state).where(r.id == room))).scalar()
 
     # PrunableStore ---------------------------------------------------------------
@@ -239,7 +248,7 @@ class SqlStore:
 
     async def audit(self, query: AuditQuery) -> list[AuditEntry]:
         found: list[AuditEntry] = []
-        async with reading(self.engine) as conn:
+        async with self.reader.connect() as conn:
             for accepted, stmt in audit_selects(self.tables, query):
                 rows = (await conn.execute(stmt)).all()[::-1]  # oldest first: ties keep order
                 found += [audit_entry(accepted, row) for row in rows]
@@ -248,7 +257,7 @@ class SqlStore:
 
     async def count_events(self, room: str | None = None) -> int:
         """How many events are stored (in one room or all): for tests and operators."""
-        async with reading(self.engine) as conn:
+        async with self.reader.connect() as conn:
             return int((await conn.execute(count_select(self.tables, room))).scalar() or 0)
 
     # DeadLetterStore -----------------------------------------------------------

@@ -24,7 +24,7 @@ from .sql_schema import Tables
 
 logger = logging.getLogger("dialogue_fastapi")
 __all__ = ["check_url", "classify", "create_engine", "insert_ignore", "normalise_url", "permanent",
-           "read_meta", "reading", "upsert", "write_meta"]
+           "read_meta", "reader", "reading", "upsert", "write_meta"]
 
 READ_ONLY = "dialogue_read_only"  # execution option: the transaction only reads
 DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg",
@@ -105,9 +105,15 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
+def reader(engine: AsyncEngine) -> AsyncEngine:
+    """``engine`` for transactions that only read (keep it: making one costs a few µs)."""
+    return engine.execution_options(**{READ_ONLY: True})
+
+
 def reading(engine: AsyncEngine) -> AsyncConnection:
-    """``async with reading(engine) as conn:`` a connection for a transaction that only reads."""
-    return engine.execution_options(**{READ_ONLY: True}).connect()
+    """``async with reading(engine) as conn:`` a connection for a transaction that only reads
+    (for occasional reads; a store keeps its :func:`reader`)."""
+    return reader(engine).connect()
 
 
 def insert_ignore(engine: AsyncEngine | AsyncConnection, table: Any, keys: list[str]) -> Insert:

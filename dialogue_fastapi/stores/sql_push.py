@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..push.base import PushKind
 from ..push.registrations import Registration, new_id, too_many
-from .sql_engine import reading
+from .sql_engine import reader
 from .sql_errors import classify
 from .sql_schema import Tables, utcnow
 
@@ -31,7 +31,7 @@ class SqlRegistrations:
     """:class:`~dialogue_fastapi.push.registrations.PushRegistrations` on a started SQL store."""
 
     def __init__(self, engine: AsyncEngine, tables: Tables) -> None:
-        self._engine = engine
+        self._engine, self._reader = engine, reader(engine)
         self._t = tables
 
     def _rows(self, rows: Iterable[Any]) -> list[Registration]:
@@ -74,7 +74,7 @@ class SqlRegistrations:
 
     async def _select(self, *where: Any) -> list[Registration]:
         t = self._t.push_registrations
-        async with reading(self._engine) as conn:
+        async with self._reader.connect() as conn:
             rows = (await conn.execute(select(t).where(*where).order_by(t.c.created_at, t.c.id)))
             return self._rows(rows)
 

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..push.outbox import OutboxEntry
-from .sql_engine import reading
+from .sql_engine import reader
 from .sql_errors import classify
 from .sql_schema import Tables
 
@@ -31,7 +31,7 @@ class SqlPushOutbox:
     """:class:`~dialogue_fastapi.push.outbox.PushOutbox` on a started SQL store."""
 
     def __init__(self, engine: AsyncEngine, tables: Tables) -> None:
-        self._engine = engine
+        self._engine, self._reader = engine, reader(engine)
         self._t = tables
 
     async def add(self, entries: Sequence[OutboxEntry]) -> None:
@@ -89,7 +89,7 @@ class SqlPushOutbox:
         found: dict[int, set[str]] = {i: set() for i in ids}
         if not ids:
             return found
-        async with reading(self._engine) as conn:
+        async with self._reader.connect() as conn:
             for row in await conn.execute(select(s).where(s.c.outbox_id.in_(list(ids)))):
                 found[row.outbox_id].add(row.registration_id)
         return found
@@ -119,5 +119,5 @@ class SqlPushOutbox:
 
     async def pending(self) -> int:
         t = self._t.push_outbox
-        async with reading(self._engine) as conn:
+        async with self._reader.connect() as conn:
             return int((await conn.execute(select(func.count()).select_from(t))).scalar_one())

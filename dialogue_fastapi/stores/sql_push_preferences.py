@@ -11,7 +11,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..push.preferences import Preferences, QuietHours
-from .sql_engine import reading
+from .sql_engine import reader
 from .sql_errors import classify
 from .sql_schema import Tables, utcnow
 
@@ -20,12 +20,12 @@ class SqlPreferences:
     """:class:`~dialogue_fastapi.push.preferences.PushPreferences` on a started SQL store."""
 
     def __init__(self, engine: AsyncEngine, tables: Tables) -> None:
-        self._engine = engine
+        self._engine, self._reader = engine, reader(engine)
         self._t = tables.push_preferences
 
     async def get(self, user_id: str) -> Preferences:
         t = self._t
-        async with reading(self._engine) as conn:
+        async with self._reader.connect() as conn:
             row = (await conn.execute(select(t).where(t.c.user_id == user_id))).first()
         if row is None:
             return Preferences(user_id)
