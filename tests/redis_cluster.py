@@ -28,7 +28,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -534,6 +534,16 @@ async def start_private_cluster(base_dir: Path) -> LocalRedisCluster:
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")
+
+
+@contextlib.asynccontextmanager
+async def private_cluster(base_dir: Path) -> AsyncIterator[LocalRedisCluster]:
+    """``async with private_cluster(dir) as cluster:`` started, and stopped afterwards."""
+    cluster = await start_private_cluster(base_dir)
+    try:
+        yield cluster
+    finally:
+        await cluster.stop()
 
 # -- helpers for the tests ------------------------------------------------------------------
 

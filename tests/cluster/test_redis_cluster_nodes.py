@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from nodes import NodeProcess, bearer, eventually, node_env, start_all, stop_all
-from redis_cluster import LocalRedisCluster, start_private_cluster
+from redis_cluster import LocalRedisCluster, private_cluster
 from websockets.exceptions import ConnectionClosed
 
 from dialogue_fastapi.brokers.redis_scripts import RoomKeys
@@ -75,21 +75,21 @@ class Shards:
 
 @pytest.fixture(scope="module")
 async def shards(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Shards]:
-    redis = await start_private_cluster(tmp_path_factory.mktemp("redis-cluster-nodes"))
-    prefix = f"dshard{secrets.token_hex(3)}:"
-    # node_ttl=5: a killed node's connections leave presence within about 7 s, and a master's
-    # failover (the whole cluster answers CLUSTERDOWN for about a second, and redis-py retries)
-    # does not silence a node's heartbeat for a whole TTL, which would get it reaped (1013)
-    env = node_env(redis.url, prefix,
-                   {"CLUSTER_BROKER_URL": f"{redis.url}?prefix={prefix}&node_ttl=5"})
-    log_dir = tmp_path_factory.mktemp("shard-nodes")
-    nodes = [NodeProcess(f"node{n}", env, log_dir, app="shard_app:app") for n in "ABC"]
-    try:
-        await start_all(nodes)
-        yield Shards(redis, prefix, nodes)
-    finally:
-        await stop_all(nodes)
-        await redis.stop()
+    async with private_cluster(tmp_path_factory.mktemp("redis-cluster-nodes")) as redis:
+        prefix = f"dshard{secrets.token_hex(3)}:"
+        # node_ttl=5: a killed node's connections leave presence within about 7 s, and a
+        # master's failover (the whole cluster answers CLUSTERDOWN for about a second, and
+        # redis-py retries) does not silence a node's heartbeat for a whole TTL, which would
+        # get it reaped (1013)
+        env = node_env(redis.url, prefix,
+                       {"CLUSTER_BROKER_URL": f"{redis.url}?prefix={prefix}&node_ttl=5"})
+        log_dir = tmp_path_factory.mktemp("shard-nodes")
+        nodes = [NodeProcess(f"node{n}", env, log_dir, app="shard_app:app") for n in "ABC"]
+        try:
+            await start_all(nodes)
+            yield Shards(redis, prefix, nodes)
+        finally:
+            await stop_all(nodes)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from redis_cluster import LocalRedisCluster, flush_prefix, start_private_cluster, unavailable
+from redis_cluster import LocalRedisCluster, flush_prefix, private_cluster, unavailable
 
 CLUSTER_URL = os.environ.get("DIALOGUE_TEST_REDIS_CLUSTER_URL")
 CLUSTER_DIR = os.environ.get("DIALOGUE_TEST_REDIS_CLUSTER_DIR")
@@ -36,21 +36,15 @@ async def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterat
             unavailable(f"the cluster at {CLUSTER_URL} ({CLUSTER_DIR}) is not healthy: {problem}")
         yield cluster
         return
-    cluster = await start_private_cluster(tmp_path_factory.mktemp("redis-cluster"))
-    try:
+    async with private_cluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
         yield cluster
-    finally:
-        await cluster.stop()
 
 
 @pytest.fixture
 async def redis_cluster_private(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalRedisCluster]:
     """A cluster of this test only: it may kill masters and move slots."""
-    cluster = await start_private_cluster(tmp_path_factory.mktemp("redis-cluster-private"))
-    try:
+    async with private_cluster(tmp_path_factory.mktemp("redis-cluster-private")) as cluster:
         yield cluster
-    finally:
-        await cluster.stop()
 
 
 @pytest.fixture
