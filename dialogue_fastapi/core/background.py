@@ -6,6 +6,9 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 
+#: seconds between two cancellations of a task that has not ended yet (see ``stop``)
+RECANCEL = 0.5
+
 
 class BackgroundTask:
     """Starts ``run()`` once as a named task; ``stop()`` cancels and awaits it."""
@@ -27,8 +30,18 @@ class BackgroundTask:
         await self._run()
 
     async def stop(self) -> None:
+        """Cancel the task and wait until it has ended.
+
+        The cancellation is repeated every :data:`RECANCEL` seconds until the task ends:
+        a library below may swallow one (redis-py's client has returned a command's
+        answer to a task cancelled meanwhile), and a loop that goes on would keep this
+        waiting for ever, and the stopped node beating.
+        """
         task, self._task = self._task, None
-        if task is not None:
+        if task is None:
+            return
+        while not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait({task}, timeout=RECANCEL)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
